@@ -1,0 +1,7 @@
+"""``python -m mqhook``."""
+
+import sys
+
+from mqhook.cli import main
+
+sys.exit(main())

@@ -1,0 +1,246 @@
+"""Routing, subscriptions, the session registry, retained messages and wills.
+
+This is the one routing interface: ``route(msg)`` finds every subscriber of a
+topic and hands each its copy. A distributed engine later sits behind this
+class; nothing outside it touches the trie or the registry directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mqhook.broker.message import Message, SubOptions
+from mqhook.broker.retained import RetainedStore
+from mqhook.broker.session import Session
+from mqhook.matcher import TopicTrie
+from mqhook.topics import parse_shared
+
+if TYPE_CHECKING:
+    from mqhook.broker.connection import Connection
+    from mqhook.config import MqttConfig
+    from mqhook.mqtt.packets import Will
+    from mqhook.stats import Stats
+
+log = logging.getLogger("mqhook.broker")
+
+NEVER_EXPIRES = 0xFFFFFFFF
+
+
+class Clock(Protocol):
+    """What the broker needs from an event loop: time and timers (asyncio loops qualify)."""
+
+    def time(self) -> float: ...
+
+    def call_later(self, delay: float, callback: Any, *args: Any) -> Any: ...
+
+
+class SharedGroup:
+    """One ``$share/{group}/{filter}``: its members, served round-robin."""
+
+    __slots__ = ("members", "name", "next")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.members: list[tuple[Session, SubOptions]] = []
+        self.next = 0
+
+    def pick(self) -> tuple[Session, SubOptions]:
+        """Next member in turn, preferring one that is connected."""
+        members = self.members
+        n = len(members)
+        for _ in range(n):
+            i = self.next % n
+            self.next = i + 1
+            member = members[i]
+            if member[0].conn is not None:
+                return member
+        return members[self.next % n]
+
+
+class Broker:
+    def __init__(self, config: MqttConfig, stats: Stats, clock: Clock) -> None:
+        self.config = config
+        self.stats = stats
+        self.clock = clock
+        self.trie = TopicTrie()
+        self.retained = RetainedStore()
+        self.sessions: dict[str, Session] = {}
+        self.groups: dict[tuple[str, str], SharedGroup] = {}
+        self.connections: set[Connection] = set()
+        self.subscription_count = 0
+
+    # -- routing (hot path) -------------------------------------------------
+
+    def route(self, msg: Message) -> int:
+        """Deliver ``msg`` to every matching subscription; returns how many copies were handed out."""
+        n = 0
+        for subs in self.trie.match(msg.topic):
+            for key, opts in subs.items():
+                if type(opts) is SharedGroup:
+                    key, opts = opts.pick()
+                elif opts.no_local and key.client_id == msg.sender:
+                    self.stats.deliveries_dropped["no_local"] += 1
+                    continue
+                qos = opts.qos if opts.qos < msg.qos else msg.qos
+                key.deliver(msg, qos, msg.retain and opts.rap, opts.sub_id)
+                n += 1
+        return n
+
+    def set_retained(self, msg: Message) -> None:
+        if msg.payload:
+            self.retained.set(msg.topic, msg)
+        else:
+            self.retained.delete(msg.topic)  # an empty retained payload clears [MQTT-3.3.1-10]
+
+    def retained_for(self, topic_filter: str) -> list[Message]:
+        """Live retained messages matching a filter; expired ones are removed on the way."""
+        now = self.clock.time()
+        found = []
+        expired = []
+        for msg in self.retained.match_filter(topic_filter):
+            if msg.expiry_at is not None and msg.expiry_at <= now:
+                expired.append(msg.topic)
+            else:
+                found.append(msg)
+        for topic in expired:
+            self.retained.delete(topic)
+        return found
+
+    # -- subscriptions --------------------------------------------------------
+
+    def subscribe(self, session: Session, opts: SubOptions) -> bool:
+        """Add or replace one subscription; True if it is new for this session [MQTT-3.8.4-3]."""
+        full = opts.topic_filter
+        is_new = full not in session.subscriptions
+        session.subscriptions[full] = opts
+        group_name, real = parse_shared(full)
+        if group_name is None:
+            self.trie.insert(real, session, opts)
+        else:
+            group = self.groups.get((group_name, real))
+            if group is None:
+                group = self.groups[(group_name, real)] = SharedGroup(group_name)
+                self.trie.insert(real, group, group)
+            group.members = [m for m in group.members if m[0] is not session]
+            group.members.append((session, opts))
+        if is_new:
+            self.subscription_count += 1
+        return is_new
+
+    def unsubscribe(self, session: Session, full: str) -> bool:
+        if session.subscriptions.pop(full, None) is None:
+            return False
+        self.subscription_count -= 1
+        group_name, real = parse_shared(full)
+        if group_name is None:
+            self.trie.remove(real, session)
+            return True
+        group = self.groups[(group_name, real)]
+        group.members = [m for m in group.members if m[0] is not session]
+        if not group.members:
+            del self.groups[(group_name, real)]
+            self.trie.remove(real, group)
+        return True
+
+    # -- sessions -------------------------------------------------------------
+
+    def open_session(self, conn: Connection, client_id: str, clean_start: bool, expiry: int) -> tuple[Session, bool]:
+        """Find or create the session for a CONNECT; takes over a live connection [MQTT-3.1.4-3]."""
+        old = self.sessions.get(client_id)
+        if old is not None and old.conn is not None:
+            # Closing the old connection may end its session (expiry 0) or fire its will.
+            old.conn.taken_over("discarded" if clean_start else "takenover")
+            old = self.sessions.get(client_id)
+        if old is not None:
+            if old.expiry_timer is not None:
+                old.expiry_timer.cancel()
+                old.expiry_timer = None
+            self.cancel_will(old)
+            if clean_start:
+                self.end_session(old)
+                old = None
+        present = old is not None
+        session = old or Session(client_id, self.stats, self.config.max_queued_messages, expiry)
+        session.expiry_interval = expiry
+        self.sessions[client_id] = session
+        return session, present
+
+    def detach(self, session: Session, conn: Connection) -> None:
+        """A connection ended: keep the session for its expiry interval, or end it now."""
+        if session.conn is not conn:
+            return  # already taken over by a newer connection
+        session.conn = None
+        if session.expiry_interval == 0:
+            self.end_session(session)
+        elif session.expiry_interval != NEVER_EXPIRES:
+            session.expiry_timer = self.clock.call_later(session.expiry_interval, self._expire, session)
+
+    def _expire(self, session: Session) -> None:
+        session.expiry_timer = None
+        if session.conn is None and self.sessions.get(session.client_id) is session:
+            self.end_session(session)
+
+    def end_session(self, session: Session) -> None:
+        """Drop all state of a session; a delayed will is published now [MQTT-3.1.3-9]."""
+        for full in list(session.subscriptions):
+            self.unsubscribe(session, full)
+        session.clear_flows()
+        if session.will is not None:
+            self.fire_will(session)
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+
+    # -- wills ----------------------------------------------------------------
+
+    def schedule_will(self, session: Session, will: Will, delay: int) -> None:
+        session.will = will
+        if delay <= 0:
+            self.fire_will(session)
+        else:
+            session.will_timer = self.clock.call_later(delay, self.fire_will, session)
+
+    def cancel_will(self, session: Session) -> None:
+        """A reconnect within the Will Delay Interval cancels the will [MQTT-3.1.3-9]."""
+        if session.will_timer is not None:
+            session.will_timer.cancel()
+            session.will_timer = None
+        session.will = None
+
+    def fire_will(self, session: Session) -> None:
+        will = session.will
+        if session.will_timer is not None:
+            session.will_timer.cancel()
+            session.will_timer = None
+        session.will = None
+        if will is None:
+            return
+        props = {k: v for k, v in will.properties.items() if k != "Will-Delay-Interval"}
+        expiry = props.get("Message-Expiry-Interval")
+        expiry_at = self.clock.time() + expiry if expiry is not None else None
+        msg = Message(will.topic, will.payload, will.qos, will.retain, props, session.client_id, expiry_at)
+        self.publish(msg)
+
+    def publish(self, msg: Message) -> int:
+        """Retain if asked, then route; counts a message nobody received."""
+        if msg.retain:
+            self.set_retained(msg)
+        n = self.route(msg)
+        if n == 0:
+            self.stats.messages_dropped["no_subscribers"] += 1
+        return n
+
+    # -- gauges ---------------------------------------------------------------
+
+    def gauges(self) -> dict[str, int]:
+        return {
+            "connections": len(self.connections),
+            "sessions": len(self.sessions),
+            "subscriptions": self.subscription_count,
+            "retained": len(self.retained),
+        }
+
+    def shutdown(self) -> None:
+        """Close every connection with 0x8B (server shutting down)."""
+        for conn in list(self.connections):
+            conn.shut_down()

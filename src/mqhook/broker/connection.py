@@ -1,0 +1,330 @@
+"""One client connection's protocol state machine: packets in, packets out through a Link.
+
+The legal (state, packet type) pairs live in one table, ``LEGAL``; anything
+else is a protocol error that closes this connection only. The connection
+never touches a socket: it writes bytes to its ``Link`` and asks the link to
+close or to arm the keepalive timer. ``server/`` implements the Link.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mqhook.broker import connect
+from mqhook.broker.message import HOP_BY_HOP, Message
+from mqhook.broker.subscribe import handle_subscribe, handle_unsubscribe
+from mqhook.errors import ProtocolError
+from mqhook.mqtt import packets as P
+from mqhook.mqtt import reason as R
+from mqhook.mqtt.encode import encode, encode_publish
+
+if TYPE_CHECKING:
+    from mqhook.broker.broker import Broker
+    from mqhook.broker.session import Session
+
+log = logging.getLogger("mqhook.connection")
+
+AWAIT_CONNECT = 0
+CONNECTED = 1
+CLOSED = 2
+
+# [MQTT-3.1.0-1] the first packet is CONNECT; afterwards only client-to-server packets are legal.
+_CLIENT_PACKETS = frozenset(
+    {P.PUBLISH, P.PUBACK, P.PUBREC, P.PUBREL, P.PUBCOMP, P.SUBSCRIBE, P.UNSUBSCRIBE, P.PINGREQ, P.DISCONNECT, P.AUTH}
+)
+LEGAL: dict[int, frozenset[int]] = {
+    AWAIT_CONNECT: frozenset({P.CONNECT}),
+    CONNECTED: _CLIENT_PACKETS,
+    CLOSED: frozenset(),
+}
+
+# Disconnect reason names (EMQX vocabulary) for the reason codes we close with.
+_CLOSE_REASONS = {
+    R.MALFORMED_PACKET: "malformed_packet",
+    R.PACKET_TOO_LARGE: "packet_too_large",
+    R.TOPIC_NAME_INVALID: "topic_name_invalid",
+    R.TOPIC_ALIAS_INVALID: "topic_alias_invalid",
+    R.RECEIVE_MAXIMUM_EXCEEDED: "receive_maximum_exceeded",
+    R.KEEP_ALIVE_TIMEOUT: "keepalive_timeout",
+    R.SERVER_SHUTTING_DOWN: "server_shutting_down",
+    R.NOT_AUTHORIZED: "not_authorized",
+}
+
+_PINGRESP = b"\xd0\x00"
+
+
+class Link(Protocol):
+    """What a connection needs from its transport (implemented in ``server/``)."""
+
+    peername: str
+    sockname: str
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def set_keepalive(self, seconds: float) -> None: ...
+
+
+class Connection:
+    def __init__(self, broker: Broker, link: Link) -> None:
+        self.broker = broker
+        self.link = link
+        self.config = broker.config
+        self.stats = broker.stats
+        self.state = AWAIT_CONNECT
+        self.level = 4
+        self.v5 = False
+        self.session: Session | None = None
+        self.client_id = ""
+        self.username: str | None = None
+        self.will: P.Will | None = None
+        self.will_delay = 0
+        self.keepalive = 0
+        self.aliases: dict[int, str] = {}
+        self.max_packet_out = 268435455  # the client's Maximum-Packet-Size
+        self.saturated = False  # set by the link when the transport's write buffer is full
+        self.close_reason = "tcp_closed"
+        self._handlers: dict[int, Any] = {
+            P.CONNECT: self._on_connect,
+            P.PUBLISH: self._on_publish,
+            P.PUBACK: self._on_puback,
+            P.PUBREC: self._on_pubrec,
+            P.PUBREL: self._on_pubrel,
+            P.PUBCOMP: self._on_pubcomp,
+            P.SUBSCRIBE: self._on_subscribe,
+            P.UNSUBSCRIBE: self._on_unsubscribe,
+            P.PINGREQ: self._on_pingreq,
+            P.DISCONNECT: self._on_disconnect,
+            P.AUTH: self._on_auth,
+        }
+
+    # -- input ----------------------------------------------------------------
+
+    def handle(self, packet: P.Packet) -> None:
+        """Apply one decoded packet; raises ProtocolError for an illegal one."""
+        ptype = packet.type
+        if ptype not in LEGAL[self.state]:
+            if self.state == CLOSED:
+                return
+            if ptype == P.CONNECT:
+                raise ProtocolError(R.PROTOCOL_ERROR, "a second CONNECT on one connection [MQTT-3.1.0-2]")
+            name = P.PACKET_NAMES.get(ptype, str(ptype))
+            where = "before CONNECT [MQTT-3.1.0-1]" if self.state == AWAIT_CONNECT else "from a client"
+            raise ProtocolError(R.PROTOCOL_ERROR, f"{name} is not allowed {where}")
+        self._handlers[ptype](packet)
+
+    def _on_connect(self, p: P.Connect) -> None:
+        connect.handle_connect(self, p)
+
+    def _on_publish(self, p: P.Publish) -> None:
+        qos = p.qos
+        if qos > self.config.max_qos:
+            raise ProtocolError(R.QOS_NOT_SUPPORTED, f"PUBLISH QoS {qos} exceeds the server's Maximum QoS")
+        if p.retain and not self.config.retain_available:
+            raise ProtocolError(R.RETAIN_NOT_SUPPORTED, "retained messages are not supported [MQTT-3.3.1-...]")
+        topic = p.topic
+        props = p.properties
+        expiry_at = None
+        if props:
+            topic = self._resolve_alias(topic, props)
+            expiry = props.get("Message-Expiry-Interval")
+            if expiry is not None:
+                expiry_at = self.broker.clock.time() + expiry
+            for key in HOP_BY_HOP:
+                props.pop(key, None)
+        self.stats.messages_received[qos] += 1
+        session = self.session
+        assert session is not None
+        pid = p.packet_id
+        if qos == 2:
+            if pid in session.awaiting_rel:
+                # A retransmission before PUBREL: acknowledge, never route twice [MQTT-4.3.3-10].
+                self.stats.messages_dropped["packet_identifier_inuse"] += 1
+                self._send(P.Pubrec(pid))  # type: ignore[arg-type]
+                return
+            if len(session.awaiting_rel) >= self.config.receive_maximum:
+                self.stats.messages_dropped["receive_maximum_exceeded"] += 1
+                raise ProtocolError(
+                    R.RECEIVE_MAXIMUM_EXCEEDED, "more unacknowledged QoS 2 PUBLISH than Receive Maximum"
+                )
+        msg = Message(topic, p.payload, qos, p.retain, props, self.client_id, expiry_at)
+        n = self.broker.publish(msg)
+        if qos == 1:
+            code = R.NO_MATCHING_SUBSCRIBERS if n == 0 and self.v5 else 0
+            self._send(P.Puback(pid, code))  # type: ignore[arg-type]
+        elif qos == 2:
+            session.awaiting_rel.add(pid)  # type: ignore[arg-type]
+            code = R.NO_MATCHING_SUBSCRIBERS if n == 0 and self.v5 else 0
+            self._send(P.Pubrec(pid, code))  # type: ignore[arg-type]
+
+    def _resolve_alias(self, topic: str, props: dict[str, Any]) -> str:
+        """Inbound Topic Alias (section 3.3.2.3.4): set on a named PUBLISH, used on an empty one."""
+        alias = props.get("Topic-Alias")
+        if alias is None:
+            if not topic:
+                raise ProtocolError(R.PROTOCOL_ERROR, "PUBLISH with an empty topic and no Topic Alias")
+            return topic
+        if alias == 0 or alias > self.config.topic_alias_maximum:
+            raise ProtocolError(
+                R.TOPIC_ALIAS_INVALID, f"Topic Alias {alias} is outside 1..{self.config.topic_alias_maximum}"
+            )
+        if topic:
+            self.aliases[alias] = topic
+            return topic
+        known = self.aliases.get(alias)
+        if known is None:
+            raise ProtocolError(R.PROTOCOL_ERROR, f"Topic Alias {alias} was never set on this connection")
+        return known
+
+    def _on_puback(self, p: P.Puback) -> None:
+        assert self.session is not None
+        self.session.on_puback(p.packet_id)
+
+    def _on_pubrec(self, p: P.Pubrec) -> None:
+        assert self.session is not None
+        if self.session.on_pubrec(p.packet_id, p.reason_code >= 0x80):
+            if p.reason_code < 0x80:
+                self.send_pubrel(p.packet_id)
+        else:
+            self._send(P.Pubrel(p.packet_id, R.PACKET_IDENTIFIER_NOT_FOUND))
+
+    def _on_pubrel(self, p: P.Pubrel) -> None:
+        assert self.session is not None
+        awaiting = self.session.awaiting_rel
+        if p.packet_id in awaiting:
+            awaiting.discard(p.packet_id)
+            self._send(P.Pubcomp(p.packet_id))
+        else:
+            self._send(P.Pubcomp(p.packet_id, R.PACKET_IDENTIFIER_NOT_FOUND))
+
+    def _on_pubcomp(self, p: P.Pubcomp) -> None:
+        assert self.session is not None
+        self.session.on_pubcomp(p.packet_id)
+
+    def _on_subscribe(self, p: P.Subscribe) -> None:
+        handle_subscribe(self, p)
+
+    def _on_unsubscribe(self, p: P.Unsubscribe) -> None:
+        handle_unsubscribe(self, p)
+
+    def _on_pingreq(self, p: P.Pingreq) -> None:
+        self.stats.packets_sent[P.PINGRESP] += 1
+        self.link.write(_PINGRESP)
+
+    def _on_disconnect(self, p: P.Disconnect) -> None:
+        session = self.session
+        assert session is not None
+        expiry = p.properties.get("Session-Expiry-Interval")
+        if expiry is not None:
+            if session.expiry_interval == 0 and expiry != 0:
+                raise ProtocolError(
+                    R.PROTOCOL_ERROR, "Session Expiry Interval set on DISCONNECT after 0 [MQTT-3.14.2-2]"
+                )
+            session.expiry_interval = min(expiry, self.config.max_session_expiry_interval)
+        if p.reason_code != R.DISCONNECT_WITH_WILL:
+            self.will = None  # a normal DISCONNECT discards the will [MQTT-3.14.4-3]
+        self.close_reason = "normal"
+        self._finish()
+
+    def _on_auth(self, p: P.Auth) -> None:
+        raise ProtocolError(R.PROTOCOL_ERROR, "AUTH without an Authentication Method in CONNECT [MQTT-4.12.0-1]")
+
+    # -- output ---------------------------------------------------------------
+
+    def _send(self, packet: P.Packet) -> None:
+        data = encode(packet, self.level)
+        if data:
+            self.stats.packets_sent[packet.type] += 1
+            self.link.write(data)
+
+    def send_pubrel(self, pid: int) -> None:
+        self._send(P.Pubrel(pid))
+
+    def send_publish(
+        self, msg: Message, qos: int, retain: bool, pid: int | None, sub_id: int | None, dup: bool
+    ) -> bool:
+        """Encode and write one PUBLISH; False if it cannot be sent (expired or over the client's limit)."""
+        props = msg.properties
+        if msg.expiry_at is not None:
+            left = msg.expiry_at - self.broker.clock.time()
+            if left <= 0:
+                self.stats.deliveries_dropped["expired"] += 1
+                return False
+            props = dict(props)
+            props["Message-Expiry-Interval"] = math.ceil(left)  # decremented [MQTT-3.3.2-6]
+        if sub_id is not None and self.v5:
+            props = dict(props)
+            props["Subscription-Identifier"] = [sub_id]
+        data = encode_publish(msg.topic, msg.payload, qos, retain, dup, pid, props, self.level)
+        if len(data) > self.max_packet_out:
+            self.stats.deliveries_dropped["too_large"] += 1  # [MQTT-3.1.2-25]
+            return False
+        self.stats.packets_sent[P.PUBLISH] += 1
+        self.stats.messages_sent[qos] += 1
+        self.link.write(data)
+        return True
+
+    # -- closing --------------------------------------------------------------
+
+    def protocol_error(self, exc: ProtocolError) -> None:
+        """Close this connection for a peer's violation; v5 says why in a DISCONNECT first."""
+        if self.state == CLOSED:
+            return
+        log.info("closing %s (%s): %s", self.client_id or self.link.peername, R.NAMES.get(exc.reason_code), exc)
+        self.close_reason = _CLOSE_REASONS.get(exc.reason_code, "protocol_error")
+        if self.state == CONNECTED and self.v5:
+            self._send_disconnect(exc.reason_code, str(exc))
+        self._finish()
+
+    def keepalive_expired(self) -> None:
+        """No packet within 1.5x the keepalive [MQTT-3.1.2-22]."""
+        if self.state != CONNECTED:
+            self.close_reason = "keepalive_timeout"
+            self._finish()
+            return
+        self.protocol_error(ProtocolError(R.KEEP_ALIVE_TIMEOUT, f"no packet within 1.5 x keepalive {self.keepalive}s"))
+
+    def taken_over(self, reason: str) -> None:
+        """Another connection claims this client id [MQTT-3.1.4-3]."""
+        if self.state != CONNECTED:
+            return
+        self.close_reason = reason
+        if self.v5:
+            self._send_disconnect(R.SESSION_TAKEN_OVER, "another connection took over this session")
+        self._finish()
+
+    def shut_down(self) -> None:
+        if self.state != CONNECTED:
+            self.state = CLOSED
+            self.link.close()
+            return
+        self.close_reason = "server_shutting_down"
+        if self.v5:
+            self._send_disconnect(R.SERVER_SHUTTING_DOWN, "server shutting down")
+        self._finish()
+
+    def _send_disconnect(self, code: int, text: str) -> None:
+        self._send(P.Disconnect(code, {"Reason-String": text[:256]}))
+
+    def connection_lost(self) -> None:
+        """The transport is gone (peer closed or we closed it)."""
+        if self.state != CLOSED:
+            self._finish()
+
+    def _finish(self) -> None:
+        """Leave CONNECTED exactly once: publish or schedule the will, detach the session, close."""
+        was = self.state
+        self.state = CLOSED
+        self.broker.connections.discard(self)
+        session = self.session
+        if was == CONNECTED and session is not None:
+            if self.will is not None:
+                delay = min(self.will_delay, session.expiry_interval)
+                self.broker.schedule_will(session, self.will, delay)
+                self.will = None
+            self.stats.count_disconnect(self.close_reason)
+            self.broker.detach(session, self)
+        self.link.close()

@@ -1,0 +1,167 @@
+"""Per-client session state that outlives a connection: subscriptions, QoS flows, the queue.
+
+A session delivers through its current connection when it has one, and queues
+otherwise. The queue and the inflight window are both bounded: memory per
+session never grows past ``max_queued_messages`` messages (overflow is dropped
+and counted as ``queue_full``), whatever a slow or absent subscriber does.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from mqhook.broker.message import Message, SubOptions
+
+if TYPE_CHECKING:
+    from mqhook.broker.connection import Connection
+    from mqhook.mqtt.packets import Will
+    from mqhook.stats import Stats
+
+# States of an outbound QoS 2 flow (section 4.3.3).
+AWAIT_ACK = 0  # PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2)
+AWAIT_COMP = 1  # PUBREL sent, waiting for PUBCOMP
+
+
+class Outgoing:
+    """One unacknowledged outbound QoS 1/2 message."""
+
+    __slots__ = ("msg", "qos", "retain", "state", "sub_id")
+
+    def __init__(self, msg: Message, qos: int, retain: bool, sub_id: int | None) -> None:
+        self.msg = msg
+        self.qos = qos
+        self.retain = retain
+        self.sub_id = sub_id
+        self.state = AWAIT_ACK
+
+
+class Session:
+    __slots__ = (
+        "awaiting_rel",
+        "client_id",
+        "conn",
+        "expiry_interval",
+        "expiry_timer",
+        "inflight",
+        "inflight_max",
+        "max_queued",
+        "next_pid",
+        "queue",
+        "stats",
+        "subscriptions",
+        "will",
+        "will_timer",
+    )
+
+    def __init__(self, client_id: str, stats: Stats, max_queued: int, expiry_interval: int) -> None:
+        self.client_id = client_id
+        self.stats = stats
+        self.max_queued = max_queued
+        self.expiry_interval = expiry_interval
+        self.conn: Connection | None = None
+        self.subscriptions: dict[str, SubOptions] = {}
+        self.inflight: dict[int, Outgoing] = {}
+        self.inflight_max = 32
+        self.queue: deque[tuple[Message, int, bool, int | None]] = deque()
+        self.awaiting_rel: set[int] = set()  # inbound QoS 2 packet ids before PUBREL
+        self.next_pid = 1
+        self.expiry_timer: Any = None
+        self.will: Will | None = None  # a delayed will waiting to be published
+        self.will_timer: Any = None
+
+    # -- delivery (hot path) ------------------------------------------------
+
+    def deliver(self, msg: Message, qos: int, retain: bool, sub_id: int | None) -> None:
+        """Send now if the connection has room, else queue (bounded). Never blocks."""
+        conn = self.conn
+        if conn is not None and not conn.saturated:
+            if qos == 0:
+                conn.send_publish(msg, 0, retain, None, sub_id, False)
+                return
+            if not self.queue and len(self.inflight) < self.inflight_max:
+                self._send_inflight(conn, msg, qos, retain, sub_id)
+                return
+        elif conn is not None and qos == 0:
+            self.stats.deliveries_dropped["qos0_msg"] += 1
+            return
+        if len(self.queue) >= self.max_queued:
+            self.stats.deliveries_dropped["queue_full"] += 1
+            return
+        self.queue.append((msg, qos, retain, sub_id))
+
+    def _send_inflight(self, conn: Connection, msg: Message, qos: int, retain: bool, sub_id: int | None) -> None:
+        pid = self._allocate_pid()
+        self.inflight[pid] = Outgoing(msg, qos, retain, sub_id)
+        if not conn.send_publish(msg, qos, retain, pid, sub_id, False):
+            del self.inflight[pid]  # not sendable (too large or expired): the flow ends here
+
+    def _allocate_pid(self) -> int:
+        pid = self.next_pid
+        inflight = self.inflight
+        while pid in inflight:
+            pid = pid + 1 if pid < 65535 else 1
+        self.next_pid = pid + 1 if pid < 65535 else 1
+        return pid
+
+    def drain(self) -> None:
+        """Move queued messages to the connection while the window and the transport allow."""
+        conn = self.conn
+        queue = self.queue
+        while queue and conn is not None and not conn.saturated:
+            msg, qos, retain, sub_id = queue[0]
+            if qos == 0:
+                queue.popleft()
+                conn.send_publish(msg, 0, retain, None, sub_id, False)
+            elif len(self.inflight) < self.inflight_max:
+                queue.popleft()
+                self._send_inflight(conn, msg, qos, retain, sub_id)
+            else:
+                return
+
+    # -- acknowledgements ---------------------------------------------------
+
+    def on_puback(self, pid: int) -> bool:
+        entry = self.inflight.get(pid)
+        if entry is None or entry.qos != 1:
+            return False
+        del self.inflight[pid]
+        self.drain()
+        return True
+
+    def on_pubrec(self, pid: int, failed: bool) -> bool:
+        """True if the flow exists (the caller answers PUBREL); a failed PUBREC ends the flow."""
+        entry = self.inflight.get(pid)
+        if entry is None or entry.qos != 2:
+            return False
+        if failed:
+            del self.inflight[pid]
+            self.drain()
+        else:
+            entry.state = AWAIT_COMP
+        return True
+
+    def on_pubcomp(self, pid: int) -> bool:
+        entry = self.inflight.get(pid)
+        if entry is None or entry.state != AWAIT_COMP:
+            return False
+        del self.inflight[pid]
+        self.drain()
+        return True
+
+    # -- connection changes -------------------------------------------------
+
+    def resume(self, conn: Connection) -> None:
+        """Attach a new connection: resend unacknowledged flows with DUP [MQTT-4.4.0-1], then drain."""
+        self.conn = conn
+        for pid, entry in list(self.inflight.items()):
+            if entry.state == AWAIT_COMP:
+                conn.send_pubrel(pid)
+            elif not conn.send_publish(entry.msg, entry.qos, entry.retain, pid, entry.sub_id, True):
+                del self.inflight[pid]
+        self.drain()
+
+    def clear_flows(self) -> None:
+        self.inflight.clear()
+        self.queue.clear()
+        self.awaiting_rel.clear()

@@ -1,0 +1,58 @@
+"""Command line: ``mqhook run`` (the daemon) and ``mqhook version``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from mqhook import __version__
+from mqhook.errors import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mqhook", description="MQTT broker with EMQX-compatible webhooks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the broker (embedded defaults: MQTT 127.0.0.1:1883, admin 127.0.0.1:18083)")
+    run.add_argument("--config", metavar="FILE", help="TOML config file")
+    run.add_argument("--mqtt-bind", metavar="HOST:PORT", help="MQTT listener address (port 0 = any free port)")
+    run.add_argument("--admin-bind", metavar="HOST:PORT", help="admin HTTP address (port 0 = any free port)")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    over: dict[str, Any] = {}
+    if args.mqtt_bind:
+        over.setdefault("mqtt", {})["bind"] = args.mqtt_bind
+    if args.admin_bind:
+        over.setdefault("admin", {})["bind"] = args.admin_bind
+    if args.log_level:
+        over.setdefault("log", {})["level"] = args.log_level
+    return over
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(__version__)
+        return 0
+    from mqhook import config as config_mod
+
+    try:
+        cfg = config_mod.load(args.config, overrides=_overrides(args))
+    except ConfigError as exc:
+        print(f"mqhook: config error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=cfg.log.level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from mqhook.app import run
+
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The MQTT TCP listener: the only code that touches MQTT sockets.
+
+Each connection is an ``asyncio.Protocol`` implementing the broker's ``Link``:
+bytes go to the sans-I/O decoder, packets to the ``Connection`` state machine.
+Writes are coalesced: every packet written during one loop tick leaves in one
+``transport.writelines`` call. A full transport write buffer marks the
+connection saturated (the session then queues, bounded, or drops QoS 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+
+from mqhook.broker.connection import Connection
+from mqhook.errors import ProtocolError
+from mqhook.mqtt import reason as R
+from mqhook.mqtt.codec import Decoder
+
+if TYPE_CHECKING:
+    from mqhook.broker.broker import Broker
+
+log = logging.getLogger("mqhook.server")
+
+CONNECT_TIMEOUT = 10.0  # seconds a new socket may take to send CONNECT
+
+
+def _addr(info: Any) -> str:
+    if not info:
+        return "undefined"
+    host, port = info[0], info[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class MqttProtocol(asyncio.Protocol):
+    def __init__(self, broker: Broker, loop: asyncio.AbstractEventLoop) -> None:
+        self.broker = broker
+        self.loop = loop
+        self.stats = broker.stats
+        self.transport: asyncio.Transport | None = None
+        self.decoder = Decoder(broker.config.max_packet_size)
+        self.conn = Connection(broker, self)
+        self.peername = "undefined"
+        self.sockname = "undefined"
+        self._out: list[bytes] = []
+        self._flush_pending = False
+        self._last_rx = 0.0
+        self._keepalive = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol -----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(high=self.broker.config.write_buffer_high)
+        self.peername = _addr(transport.get_extra_info("peername"))
+        self.sockname = _addr(transport.get_extra_info("sockname"))
+        self.set_keepalive(CONNECT_TIMEOUT)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_rx = self.loop.time()
+        stats = self.stats
+        stats.bytes_received += len(data)
+        conn = self.conn
+        try:
+            for packet in self.decoder.feed(data):
+                stats.packets_received[packet.type] += 1
+                conn.handle(packet)
+        except ProtocolError as exc:
+            conn.protocol_error(exc)
+        except Exception as exc:  # a bug must cost one connection, never the broker
+            log.exception("internal error on connection %s", self.peername)
+            conn.protocol_error(ProtocolError(R.IMPLEMENTATION_SPECIFIC_ERROR, f"internal error: {exc!r}"))
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._out.clear()
+        self.conn.connection_lost()
+
+    def pause_writing(self) -> None:
+        self.conn.saturated = True
+
+    def resume_writing(self) -> None:
+        self.conn.saturated = False
+        session = self.conn.session
+        if session is not None and session.conn is self.conn:
+            session.drain()
+
+    # -- Link -------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.stats.bytes_sent += len(data)
+        self._out.append(data)
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        out = self._out
+        if not out:
+            return
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
+
+    def close(self) -> None:
+        """Flush what is queued (a DISCONNECT, say), then close; reading stops at once."""
+        self._flush()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def set_keepalive(self, seconds: float) -> None:
+        self._keepalive = seconds
+        self._last_rx = self.loop.time()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(seconds, self._check_keepalive)
+
+    def _check_keepalive(self) -> None:
+        idle = self.loop.time() - self._last_rx
+        if idle >= self._keepalive:
+            self._timer = None
+            self.conn.keepalive_expired()
+        else:
+            self._timer = self.loop.call_later(self._keepalive - idle, self._check_keepalive)
+
+
+async def start_listener(broker: Broker, host: str, port: int) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: MqttProtocol(broker, loop), host, port, backlog=1024, reuse_address=True)

@@ -1,0 +1,70 @@
+"""Plain integer counters bumped on hot paths: no locks, no objects per event.
+
+The admin API and (later) the Prometheus collector read them at request time.
+Reason names follow EMQX's event vocabulary so a counter and a webhook body agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mqhook.mqtt.packets import PACKET_NAMES
+
+# message.dropped reasons: the message reached no one or was refused on arrival.
+MESSAGE_DROP_REASONS = ("no_subscribers", "receive_maximum_exceeded", "packet_identifier_inuse", "expired")
+# delivery.dropped reasons: one subscriber did not get its copy.
+DELIVERY_DROP_REASONS = ("queue_full", "qos0_msg", "no_local", "expired", "too_large")
+# client.disconnected reasons, EMQX names.
+DISCONNECT_REASONS = (
+    "normal",
+    "tcp_closed",
+    "keepalive_timeout",
+    "takenover",
+    "discarded",
+    "kicked",
+    "protocol_error",
+    "malformed_packet",
+    "packet_too_large",
+    "topic_name_invalid",
+    "topic_alias_invalid",
+    "receive_maximum_exceeded",
+    "server_shutting_down",
+    "not_authorized",
+)
+
+
+class Stats:
+    """Every counter of one broker. Attribute reads and ``+= 1`` only; see ``snapshot``."""
+
+    def __init__(self) -> None:
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.packets_received = [0] * 16  # indexed by packet type
+        self.packets_sent = [0] * 16
+        self.messages_received = [0, 0, 0]  # indexed by QoS
+        self.messages_sent = [0, 0, 0]
+        self.messages_dropped = dict.fromkeys(MESSAGE_DROP_REASONS, 0)
+        self.deliveries_dropped = dict.fromkeys(DELIVERY_DROP_REASONS, 0)
+        self.connects: dict[str, int] = {"success": 0}
+        self.disconnects = dict.fromkeys(DISCONNECT_REASONS, 0)
+
+    def count_disconnect(self, reason: str) -> None:
+        self.disconnects[reason] = self.disconnects.get(reason, 0) + 1
+
+    def count_connect(self, result: str) -> None:
+        self.connects[result] = self.connects.get(result, 0) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready copy of the counters (gauges are added by the broker)."""
+        return {
+            "bytes_received": self.bytes_received,
+            "bytes_sent": self.bytes_sent,
+            "packets_received": {name: self.packets_received[t] for t, name in PACKET_NAMES.items()},
+            "packets_sent": {name: self.packets_sent[t] for t, name in PACKET_NAMES.items()},
+            "messages_received": {str(q): n for q, n in enumerate(self.messages_received)},
+            "messages_sent": {str(q): n for q, n in enumerate(self.messages_sent)},
+            "messages_dropped": dict(self.messages_dropped),
+            "deliveries_dropped": dict(self.deliveries_dropped),
+            "connects": dict(self.connects),
+            "disconnects": dict(self.disconnects),
+        }
