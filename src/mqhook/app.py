@@ -9,12 +9,14 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 from aiohttp import web
 
 from mqhook.admin.server import make_app
 from mqhook.broker.broker import Broker
 from mqhook.config import Config, parse_bind
+from mqhook.errors import MqhookError
 from mqhook.server.tcp import start_listener
 from mqhook.stats import Stats
 
@@ -22,15 +24,19 @@ log = logging.getLogger("mqhook")
 
 
 def _bound(server: asyncio.AbstractServer | None, sites: list[web.BaseSite] | None = None) -> str:
+    sockets: list[Any] = []
     if server is not None:
-        sockets = getattr(server, "sockets", ())
+        sockets.extend(getattr(server, "sockets", ()))
     else:
-        sockets = []
         for site in sites or ():
             site_server = getattr(site, "_server", None)
             sockets.extend(getattr(site_server, "sockets", ()))
     host, port = sockets[0].getsockname()[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ListenError(MqhookError):
+    """A listener could not bind its address."""
 
 
 class App:
@@ -48,13 +54,24 @@ class App:
         loop = asyncio.get_running_loop()
         self.broker = Broker(self.config.mqtt, self.stats, loop)
         host, port = parse_bind(self.config.mqtt.bind, "$.mqtt.bind")
-        self.mqtt_server = await start_listener(self.broker, host, port)
+        try:
+            self.mqtt_server = await start_listener(self.broker, host, port)
+        except OSError as exc:
+            raise ListenError(
+                f"cannot listen for MQTT on {self.config.mqtt.bind} ($.mqtt.bind): {exc.strerror}"
+            ) from exc
         self.mqtt_address = _bound(self.mqtt_server)
         self.admin_runner = web.AppRunner(make_app(self.broker), access_log=None)
         await self.admin_runner.setup()
         ahost, aport = parse_bind(self.config.admin.bind, "$.admin.bind")
         self.admin_site = web.TCPSite(self.admin_runner, ahost, aport, reuse_address=True)
-        await self.admin_site.start()
+        try:
+            await self.admin_site.start()
+        except OSError as exc:
+            await self.stop()
+            raise ListenError(
+                f"cannot listen for admin HTTP on {self.config.admin.bind} ($.admin.bind): {exc.strerror}"
+            ) from exc
         self.admin_address = _bound(None, [self.admin_site])
 
     async def stop(self) -> None:
@@ -68,25 +85,32 @@ class App:
 
 
 async def serve(config: Config) -> None:
-    app = App(config)
-    await app.start()
-    print(f"mqhook: listening mqtt={app.mqtt_address} admin={app.admin_address}", file=sys.stderr, flush=True)
-    log.info("node %s ready (MQTT %s, admin %s)", config.node, app.mqtt_address, app.admin_address)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    app = App(config)
+    await app.start()
+    # Printed only once signals are handled, so whoever waits for this line may signal right away.
+    print(f"mqhook: listening mqtt={app.mqtt_address} admin={app.admin_address}", file=sys.stderr, flush=True)
+    log.info("node %s ready (MQTT %s, admin %s)", config.node, app.mqtt_address, app.admin_address)
     await stop.wait()
     log.info("shutting down")
     await app.stop()
 
 
 def run(config: Config) -> int:
+    """Run until SIGINT/SIGTERM; 0 on a clean stop, 1 when a listener cannot start."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a hard dependency; keep running without it
         log.warning("uvloop is not installed; using the default asyncio loop")
-        asyncio.run(serve(config))
+        runner: Any = asyncio.run
     else:
-        uvloop.run(serve(config))
+        runner = uvloop.run
+    try:
+        runner(serve(config))
+    except ListenError as exc:
+        print(f"mqhook: {exc}", file=sys.stderr)
+        return 1
     return 0

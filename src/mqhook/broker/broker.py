@@ -75,6 +75,8 @@ class Broker:
     def route(self, msg: Message) -> int:
         """Deliver ``msg`` to every matching subscription; returns how many copies were handed out."""
         n = 0
+        key: Any
+        opts: Any
         for subs in self.trie.match(msg.topic):
             for key, opts in subs.items():
                 if type(opts) is SharedGroup:
@@ -96,8 +98,9 @@ class Broker:
     def retained_for(self, topic_filter: str) -> list[Message]:
         """Live retained messages matching a filter; expired ones are removed on the way."""
         now = self.clock.time()
-        found = []
+        found: list[Message] = []
         expired = []
+        msg: Any
         for msg in self.retained.match_filter(topic_filter):
             if msg.expiry_at is not None and msg.expiry_at <= now:
                 expired.append(msg.topic)
@@ -156,10 +159,11 @@ class Broker:
             if old.expiry_timer is not None:
                 old.expiry_timer.cancel()
                 old.expiry_timer = None
-            self.cancel_will(old)
             if clean_start:
-                self.end_session(old)
+                self.end_session(old)  # a pending delayed will goes out as the session ends
                 old = None
+            else:
+                self.cancel_will(old)
         present = old is not None
         session = old or Session(client_id, self.stats, self.config.max_queued_messages, expiry)
         session.expiry_interval = expiry

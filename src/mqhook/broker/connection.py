@@ -143,7 +143,7 @@ class Connection:
             if pid in session.awaiting_rel:
                 # A retransmission before PUBREL: acknowledge, never route twice [MQTT-4.3.3-10].
                 self.stats.messages_dropped["packet_identifier_inuse"] += 1
-                self._send(P.Pubrec(pid))  # type: ignore[arg-type]
+                self._send(P.Pubrec(pid))
                 return
             if len(session.awaiting_rel) >= self.config.receive_maximum:
                 self.stats.messages_dropped["receive_maximum_exceeded"] += 1

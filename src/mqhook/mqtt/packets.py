@@ -49,9 +49,11 @@ Props = dict[str, Any]
 
 
 class Will:
-    __slots__ = ("topic", "payload", "qos", "retain", "properties")
+    __slots__ = ("payload", "properties", "qos", "retain", "topic")
 
-    def __init__(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, properties: Props | None = None) -> None:
+    def __init__(
+        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, properties: Props | None = None
+    ) -> None:
         self.topic = topic
         self.payload = payload
         self.qos = qos
@@ -61,7 +63,17 @@ class Will:
 
 class Connect:
     type = CONNECT
-    __slots__ = ("proto_name", "proto_level", "clean_start", "keepalive", "client_id", "will", "username", "password", "properties")
+    __slots__ = (
+        "clean_start",
+        "client_id",
+        "keepalive",
+        "password",
+        "properties",
+        "proto_level",
+        "proto_name",
+        "username",
+        "will",
+    )
 
     def __init__(
         self,
@@ -88,7 +100,7 @@ class Connect:
 
 class Connack:
     type = CONNACK
-    __slots__ = ("session_present", "reason_code", "properties")
+    __slots__ = ("properties", "reason_code", "session_present")
 
     def __init__(self, session_present: bool = False, reason_code: int = 0, properties: Props | None = None) -> None:
         self.session_present = session_present
@@ -98,7 +110,7 @@ class Connack:
 
 class Publish:
     type = PUBLISH
-    __slots__ = ("topic", "payload", "qos", "retain", "dup", "packet_id", "properties")
+    __slots__ = ("dup", "packet_id", "payload", "properties", "qos", "retain", "topic")
 
     def __init__(
         self,
@@ -123,7 +135,7 @@ class _Ack:
     """PUBACK, PUBREC, PUBREL, PUBCOMP: a packet id, a reason code, properties."""
 
     type = 0
-    __slots__ = ("packet_id", "reason_code", "properties")
+    __slots__ = ("packet_id", "properties", "reason_code")
 
     def __init__(self, packet_id: int, reason_code: int = 0, properties: Props | None = None) -> None:
         self.packet_id = packet_id
@@ -152,7 +164,7 @@ class Pubcomp(_Ack):
 
 
 class Subscription:
-    __slots__ = ("topic_filter", "qos", "no_local", "retain_as_published", "retain_handling")
+    __slots__ = ("no_local", "qos", "retain_as_published", "retain_handling", "topic_filter")
 
     def __init__(
         self,
@@ -171,7 +183,7 @@ class Subscription:
 
 class Subscribe:
     type = SUBSCRIBE
-    __slots__ = ("packet_id", "subscriptions", "properties")
+    __slots__ = ("packet_id", "properties", "subscriptions")
 
     def __init__(self, packet_id: int, subscriptions: list[Subscription], properties: Props | None = None) -> None:
         self.packet_id = packet_id
@@ -181,7 +193,7 @@ class Subscribe:
 
 class Suback:
     type = SUBACK
-    __slots__ = ("packet_id", "reason_codes", "properties")
+    __slots__ = ("packet_id", "properties", "reason_codes")
 
     def __init__(self, packet_id: int, reason_codes: list[int], properties: Props | None = None) -> None:
         self.packet_id = packet_id
@@ -191,7 +203,7 @@ class Suback:
 
 class Unsubscribe:
     type = UNSUBSCRIBE
-    __slots__ = ("packet_id", "topic_filters", "properties")
+    __slots__ = ("packet_id", "properties", "topic_filters")
 
     def __init__(self, packet_id: int, topic_filters: list[str], properties: Props | None = None) -> None:
         self.packet_id = packet_id
@@ -201,7 +213,7 @@ class Unsubscribe:
 
 class Unsuback:
     type = UNSUBACK
-    __slots__ = ("packet_id", "reason_codes", "properties")
+    __slots__ = ("packet_id", "properties", "reason_codes")
 
     def __init__(self, packet_id: int, reason_codes: list[int] | None = None, properties: Props | None = None) -> None:
         self.packet_id = packet_id
@@ -221,7 +233,7 @@ class Pingresp:
 
 class Disconnect:
     type = DISCONNECT
-    __slots__ = ("reason_code", "properties")
+    __slots__ = ("properties", "reason_code")
 
     def __init__(self, reason_code: int = 0, properties: Props | None = None) -> None:
         self.reason_code = reason_code
@@ -230,7 +242,7 @@ class Disconnect:
 
 class Auth:
     type = AUTH
-    __slots__ = ("reason_code", "properties")
+    __slots__ = ("properties", "reason_code")
 
     def __init__(self, reason_code: int = 0, properties: Props | None = None) -> None:
         self.reason_code = reason_code
@@ -238,5 +250,19 @@ class Auth:
 
 
 Packet = (
-    Connect | Connack | Publish | Puback | Pubrec | Pubrel | Pubcomp | Subscribe | Suback | Unsubscribe | Unsuback | Pingreq | Pingresp | Disconnect | Auth
+    Connect
+    | Connack
+    | Publish
+    | Puback
+    | Pubrec
+    | Pubrel
+    | Pubcomp
+    | Subscribe
+    | Suback
+    | Unsubscribe
+    | Unsuback
+    | Pingreq
+    | Pingresp
+    | Disconnect
+    | Auth
 )

@@ -53,12 +53,11 @@ class MqttProtocol(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.set_write_buffer_limits(high=self.broker.config.write_buffer_high)
+        transport.set_write_buffer_limits(high=self.broker.config.write_buffer_high)  # type: ignore[attr-defined]
         self.peername = _addr(transport.get_extra_info("peername"))
         self.sockname = _addr(transport.get_extra_info("sockname"))
         self.set_keepalive(CONNECT_TIMEOUT)
