@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mqhook.broker.authz import Authorizer
 from mqhook.broker.message import Message, SubOptions
 from mqhook.broker.retained import RetainedStore
 from mqhook.broker.session import Session
+from mqhook.hooks import NO_HOOKS, Hooks
 from mqhook.matcher import TopicTrie
 from mqhook.topics import parse_shared
 
@@ -69,6 +71,8 @@ class Broker:
         self.groups: dict[tuple[str, str], SharedGroup] = {}
         self.connections: set[Connection] = set()
         self.subscription_count = 0
+        self.hooks: Hooks = NO_HOOKS
+        self.authorizer = Authorizer()
 
     # -- routing (hot path) -------------------------------------------------
 
@@ -82,7 +86,7 @@ class Broker:
                 if type(opts) is SharedGroup:
                     key, opts = opts.pick()
                 elif opts.no_local and key.client_id == msg.sender:
-                    self.stats.deliveries_dropped["no_local"] += 1
+                    key.dropped(msg, opts.qos if opts.qos < msg.qos else msg.qos, "no_local")
                     continue
                 qos = opts.qos if opts.qos < msg.qos else msg.qos
                 key.deliver(msg, qos, msg.retain and opts.rap, opts.sub_id)
@@ -165,7 +169,7 @@ class Broker:
             else:
                 self.cancel_will(old)
         present = old is not None
-        session = old or Session(client_id, self.stats, self.config.max_queued_messages, expiry)
+        session = old or Session(self, client_id, expiry)
         session.expiry_interval = expiry
         self.sessions[client_id] = session
         return session, present
@@ -222,17 +226,28 @@ class Broker:
         props = {k: v for k, v in will.properties.items() if k != "Will-Delay-Interval"}
         expiry = props.get("Message-Expiry-Interval")
         expiry_at = self.clock.time() + expiry if expiry is not None else None
-        msg = Message(will.topic, will.payload, will.qos, will.retain, props, session.client_id, expiry_at)
+        conn = session.conn
+        username = conn.username if conn is not None else None
+        msg = Message(will.topic, will.payload, will.qos, will.retain, props, session.client_id, expiry_at, username)
         self.publish(msg)
 
     def publish(self, msg: Message) -> int:
-        """Retain if asked, then route; counts a message nobody received."""
+        """Retain if asked, then route; counts (and reports) a message nobody received."""
+        hooks = self.hooks
+        if hooks.want_publish:
+            hooks.message_publish(msg)
         if msg.retain:
             self.set_retained(msg)
         n = self.route(msg)
         if n == 0:
-            self.stats.messages_dropped["no_subscribers"] += 1
+            self.message_dropped(msg, "no_subscribers")
         return n
+
+    def message_dropped(self, msg: Message, reason: str) -> None:
+        self.stats.messages_dropped[reason] += 1
+        hooks = self.hooks
+        if hooks.want_dropped:
+            hooks.message_dropped(msg, reason)
 
     # -- gauges ---------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 
 from mqhook.broker.broker import NEVER_EXPIRES
@@ -30,6 +31,13 @@ def handle_connect(conn: Connection, p: P.Connect) -> None:
     cfg = conn.config
     conn.level = p.proto_level
     conn.v5 = p.proto_level == 5
+    conn.client_id = p.client_id
+    conn.username = p.username
+    conn.proto_name = p.proto_name
+    conn.clean_start = p.clean_start
+    conn.keepalive = p.keepalive
+    conn.connect_props = p.properties
+    hooks = conn.broker.hooks
     try:
         client_id, assigned = _client_id(p, cfg)
         _check_will(p, cfg)
@@ -37,6 +45,8 @@ def handle_connect(conn: Connection, p: P.Connect) -> None:
             raise Refused(R.BAD_AUTHENTICATION_METHOD, "enhanced authentication is not supported")
     except Refused as exc:
         conn.stats.count_connect(R.NAMES.get(exc.code, "unspecified_error"))
+        if hooks.want_connack:
+            hooks.client_connack(conn, exc.code)
         conn._send(P.Connack(False, exc.code, {"Reason-String": str(exc)} if conn.v5 else None))
         conn.close_reason = R.NAMES.get(exc.code, "protocol_error")
         conn._finish()
@@ -53,9 +63,12 @@ def handle_connect(conn: Connection, p: P.Connect) -> None:
         keepalive = cfg.max_keepalive
         ack_props["Server-Keep-Alive"] = keepalive  # [MQTT-3.2.2-21]
     conn.client_id = client_id
-    conn.username = p.username
     conn.keepalive = keepalive
     conn.max_packet_out = max_packet
+    conn.receive_maximum = receive_max
+    conn.connected_at = int(time.time() * 1000)
+    if hooks.want_authn:  # no authenticators yet: everyone is let in anonymously
+        hooks.check_authn_complete(conn, "success", False, True)
     if p.will is not None:
         conn.will = p.will
         conn.will_delay = p.will.properties.get("Will-Delay-Interval", 0)
@@ -68,6 +81,10 @@ def handle_connect(conn: Connection, p: P.Connect) -> None:
     conn.stats.count_connect("success")
     if conn.v5:
         _v5_connack_props(cfg, ack_props, assigned and client_id)
+    if hooks.want_connected:
+        hooks.client_connected(conn)
+    if hooks.want_connack:
+        hooks.client_connack(conn, R.SUCCESS)
     conn._send(P.Connack(present, R.SUCCESS, ack_props))
     if keepalive:
         conn.link.set_keepalive(keepalive * 1.5)

@@ -13,6 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mqhook.broker import connect
+from mqhook.broker.authz import PUBLISH
 from mqhook.broker.message import HOP_BY_HOP, Message
 from mqhook.broker.subscribe import handle_subscribe, handle_unsubscribe
 from mqhook.errors import ProtocolError
@@ -87,6 +88,14 @@ class Connection:
         self.max_packet_out = 268435455  # the client's Maximum-Packet-Size
         self.saturated = False  # set by the link when the transport's write buffer is full
         self.close_reason = "tcp_closed"
+        # What the CONNECT said, kept for events: set by connect.handle_connect.
+        self.proto_name = "MQTT"
+        self.clean_start = True
+        self.connect_props: dict[str, Any] = {}
+        self.receive_maximum = 65535
+        self.connected_at = 0  # ms
+        self.disconnect_props: dict[str, Any] = {}
+        self.peerhost = link.peername.rpartition(":")[0] or "undefined"
         self._handlers: dict[int, Any] = {
             P.CONNECT: self._on_connect,
             P.PUBLISH: self._on_publish,
@@ -138,27 +147,44 @@ class Connection:
         self.stats.messages_received[qos] += 1
         session = self.session
         assert session is not None
-        pid = p.packet_id
+        pid: int = p.packet_id or 0
+        broker = self.broker
+        msg = Message(
+            topic, p.payload, qos, p.retain, props, self.client_id, expiry_at, self.username, self.peerhost, p.dup
+        )
         if qos == 2:
             if pid in session.awaiting_rel:
                 # A retransmission before PUBREL: acknowledge, never route twice [MQTT-4.3.3-10].
-                self.stats.messages_dropped["packet_identifier_inuse"] += 1
+                broker.message_dropped(msg, "packet_identifier_inuse")
                 self._send(P.Pubrec(pid))
                 return
             if len(session.awaiting_rel) >= self.config.receive_maximum:
-                self.stats.messages_dropped["receive_maximum_exceeded"] += 1
+                broker.message_dropped(msg, "receive_maximum_exceeded")
                 raise ProtocolError(
                     R.RECEIVE_MAXIMUM_EXCEEDED, "more unacknowledged QoS 2 PUBLISH than Receive Maximum"
                 )
-        msg = Message(topic, p.payload, qos, p.retain, props, self.client_id, expiry_at)
-        n = self.broker.publish(msg)
+        if not self._authorized(topic):
+            if qos:  # v5 says why; 3.1.1 has no negative PUBACK, so the message is acked and dropped
+                code = R.NOT_AUTHORIZED if self.v5 else 0
+                self._send(P.Puback(pid, code) if qos == 1 else P.Pubrec(pid, code))
+            return
+        n = broker.publish(msg)
         if qos == 1:
             code = R.NO_MATCHING_SUBSCRIBERS if n == 0 and self.v5 else 0
-            self._send(P.Puback(pid, code))  # type: ignore[arg-type]
+            self._send(P.Puback(pid, code))
         elif qos == 2:
-            session.awaiting_rel.add(pid)  # type: ignore[arg-type]
+            session.awaiting_rel.add(pid)
             code = R.NO_MATCHING_SUBSCRIBERS if n == 0 and self.v5 else 0
-            self._send(P.Pubrec(pid, code))  # type: ignore[arg-type]
+            self._send(P.Pubrec(pid, code))
+
+    def _authorized(self, topic: str, action: str = PUBLISH) -> bool:
+        """Ask the authorizer and report the decision (client.check_authz_complete)."""
+        broker = self.broker
+        allowed = broker.authorizer.check(self, action, topic)
+        hooks = broker.hooks
+        if hooks.want_authz:
+            hooks.check_authz_complete(self, topic, action, "allow" if allowed else "deny", broker.authorizer.source)
+        return allowed
 
     def _resolve_alias(self, topic: str, props: dict[str, Any]) -> str:
         """Inbound Topic Alias (section 3.3.2.3.4): set on a named PUBLISH, used on an empty one."""
@@ -180,8 +206,13 @@ class Connection:
         return known
 
     def _on_puback(self, p: P.Puback) -> None:
-        assert self.session is not None
-        self.session.on_puback(p.packet_id)
+        session = self.session
+        assert session is not None
+        entry = session.on_puback(p.packet_id)
+        if entry is not None:
+            hooks = self.broker.hooks
+            if hooks.want_acked:
+                hooks.message_acked(session, entry.msg, 1, p.properties)
 
     def _on_pubrec(self, p: P.Pubrec) -> None:
         assert self.session is not None
@@ -201,8 +232,13 @@ class Connection:
             self._send(P.Pubcomp(p.packet_id, R.PACKET_IDENTIFIER_NOT_FOUND))
 
     def _on_pubcomp(self, p: P.Pubcomp) -> None:
-        assert self.session is not None
-        self.session.on_pubcomp(p.packet_id)
+        session = self.session
+        assert session is not None
+        entry = session.on_pubcomp(p.packet_id)
+        if entry is not None:
+            hooks = self.broker.hooks
+            if hooks.want_acked:
+                hooks.message_acked(session, entry.msg, 2, p.properties)
 
     def _on_subscribe(self, p: P.Subscribe) -> None:
         handle_subscribe(self, p)
@@ -226,7 +262,9 @@ class Connection:
             session.expiry_interval = min(expiry, self.config.max_session_expiry_interval)
         if p.reason_code != R.DISCONNECT_WITH_WILL:
             self.will = None  # a normal DISCONNECT discards the will [MQTT-3.14.4-3]
-        self.close_reason = "normal"
+        # EMQX: reason code 0 is "normal"; any other code the client sends is reported by its name.
+        self.close_reason = "normal" if p.reason_code == 0 else R.NAMES.get(p.reason_code, "unspecified_error")
+        self.disconnect_props = p.properties
         self._finish()
 
     def _on_auth(self, p: P.Auth) -> None:
@@ -251,7 +289,8 @@ class Connection:
         if msg.expiry_at is not None:
             left = msg.expiry_at - self.broker.clock.time()
             if left <= 0:
-                self.stats.deliveries_dropped["expired"] += 1
+                if self.session is not None:
+                    self.session.dropped(msg, qos, "expired")
                 return False
             props = dict(props)
             props["Message-Expiry-Interval"] = math.ceil(left)  # decremented [MQTT-3.3.2-6]
@@ -265,6 +304,9 @@ class Connection:
         self.stats.packets_sent[P.PUBLISH] += 1
         self.stats.messages_sent[qos] += 1
         self.link.write(data)
+        hooks = self.broker.hooks
+        if hooks.want_delivered and self.session is not None:
+            hooks.message_delivered(self.session, msg, qos, retain)
         return True
 
     # -- closing --------------------------------------------------------------
@@ -326,5 +368,8 @@ class Connection:
                 self.broker.schedule_will(session, self.will, delay)
                 self.will = None
             self.stats.count_disconnect(self.close_reason)
+            hooks = self.broker.hooks
+            if hooks.want_disconnected:
+                hooks.client_disconnected(self, self.close_reason, self.disconnect_props)
             self.broker.detach(session, self)
         self.link.close()

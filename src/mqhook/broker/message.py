@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import socket
 import time
 from typing import Any
 
@@ -9,10 +12,33 @@ from typing import Any
 HOP_BY_HOP = ("Topic-Alias", "Subscription-Identifier")
 
 
+# Message ids as EMQX makes them (emqx_guid): 64-bit microsecond timestamp, 48 bits naming
+# this node and process, a 16-bit sequence; printed as 32 uppercase hex digits.
+_NODE_BITS = (hash((socket.gethostname(), os.getpid())) & 0xFFFFFFFF) << 16 | (os.getpid() & 0xFFFF)
+_SEQ = itertools.count()
+
+
+def new_message_id(received_at: float) -> str:
+    return f"{int(received_at * 1_000_000):016X}{_NODE_BITS & 0xFFFFFFFFFFFF:012X}{next(_SEQ) & 0xFFFF:04X}"
+
+
 class Message:
     """One published message. Immutable once routed; one instance serves all subscribers."""
 
-    __slots__ = ("expiry_at", "payload", "properties", "qos", "received_at", "retain", "sender", "topic")
+    __slots__ = (
+        "_id",
+        "dup",
+        "expiry_at",
+        "payload",
+        "peerhost",
+        "properties",
+        "qos",
+        "received_at",
+        "retain",
+        "sender",
+        "topic",
+        "username",
+    )
 
     def __init__(
         self,
@@ -21,8 +47,11 @@ class Message:
         qos: int,
         retain: bool,
         properties: dict[str, Any],
-        sender: str | None,
+        sender: str,
         expiry_at: float | None = None,
+        username: str | None = None,
+        peerhost: str = "undefined",
+        dup: bool = False,
     ) -> None:
         self.topic = topic
         self.payload = payload
@@ -30,8 +59,20 @@ class Message:
         self.retain = retain
         self.properties = properties  # forwarded v5 properties, hop-by-hop ones removed
         self.sender = sender  # client id of the publisher (or of the will's owner)
+        self.username = username  # the publisher's user name, if it gave one
+        self.peerhost = peerhost  # the publisher's IP address
+        self.dup = dup  # DUP flag of the PUBLISH that brought it in
         self.expiry_at = expiry_at  # loop-clock deadline from Message-Expiry-Interval, or None
         self.received_at = time.time()
+        self._id: str | None = None
+
+    @property
+    def id(self) -> str:
+        """The message id shared by every event about this message; made on first use only."""
+        mid = self._id
+        if mid is None:
+            mid = self._id = new_message_id(self.received_at)
+        return mid
 
 
 class SubOptions:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from mqhook.broker.message import Message, SubOptions
 
 if TYPE_CHECKING:
+    from mqhook.broker.broker import Broker
     from mqhook.broker.connection import Connection
     from mqhook.mqtt.packets import Will
-    from mqhook.stats import Stats
 
 # States of an outbound QoS 2 flow (section 4.3.3).
 AWAIT_ACK = 0  # PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2)
@@ -39,6 +39,7 @@ class Outgoing:
 class Session:
     __slots__ = (
         "awaiting_rel",
+        "broker",
         "client_id",
         "conn",
         "expiry_interval",
@@ -54,10 +55,11 @@ class Session:
         "will_timer",
     )
 
-    def __init__(self, client_id: str, stats: Stats, max_queued: int, expiry_interval: int) -> None:
+    def __init__(self, broker: Broker, client_id: str, expiry_interval: int) -> None:
+        self.broker = broker
         self.client_id = client_id
-        self.stats = stats
-        self.max_queued = max_queued
+        self.stats = broker.stats
+        self.max_queued = broker.config.max_queued_messages
         self.expiry_interval = expiry_interval
         self.conn: Connection | None = None
         self.subscriptions: dict[str, SubOptions] = {}
@@ -83,12 +85,19 @@ class Session:
                 self._send_inflight(conn, msg, qos, retain, sub_id)
                 return
         elif conn is not None and qos == 0:
-            self.stats.deliveries_dropped["qos0_msg"] += 1
+            self.dropped(msg, qos, "qos0_msg")
             return
         if len(self.queue) >= self.max_queued:
-            self.stats.deliveries_dropped["queue_full"] += 1
+            self.dropped(msg, qos, "queue_full" if qos else "qos0_msg")
             return
         self.queue.append((msg, qos, retain, sub_id))
+
+    def dropped(self, msg: Message, qos: int, reason: str) -> None:
+        """Count (and report) one copy for this session that will never be sent."""
+        self.stats.deliveries_dropped[reason] += 1
+        hooks = self.broker.hooks
+        if hooks.want_delivery_dropped:
+            hooks.delivery_dropped(self, msg, qos, reason)
 
     def _send_inflight(self, conn: Connection, msg: Message, qos: int, retain: bool, sub_id: int | None) -> None:
         pid = self._allocate_pid()
@@ -121,13 +130,14 @@ class Session:
 
     # -- acknowledgements ---------------------------------------------------
 
-    def on_puback(self, pid: int) -> bool:
+    def on_puback(self, pid: int) -> Outgoing | None:
+        """The finished QoS 1 flow, or None if ``pid`` names none."""
         entry = self.inflight.get(pid)
         if entry is None or entry.qos != 1:
-            return False
+            return None
         del self.inflight[pid]
         self.drain()
-        return True
+        return entry
 
     def on_pubrec(self, pid: int, failed: bool) -> bool:
         """True if the flow exists (the caller answers PUBREL); a failed PUBREC ends the flow."""
@@ -141,13 +151,14 @@ class Session:
             entry.state = AWAIT_COMP
         return True
 
-    def on_pubcomp(self, pid: int) -> bool:
+    def on_pubcomp(self, pid: int) -> Outgoing | None:
+        """The finished QoS 2 flow, or None if ``pid`` names none."""
         entry = self.inflight.get(pid)
         if entry is None or entry.state != AWAIT_COMP:
-            return False
+            return None
         del self.inflight[pid]
         self.drain()
-        return True
+        return entry
 
     # -- connection changes -------------------------------------------------
 

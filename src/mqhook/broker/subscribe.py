@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mqhook.broker.authz import SUBSCRIBE
 from mqhook.broker.message import SubOptions
 from mqhook.errors import ProtocolError
 from mqhook.mqtt import packets as P
@@ -43,10 +44,16 @@ def handle_subscribe(conn: Connection, p: P.Subscribe) -> None:
             continue
         if group is not None and sub.no_local:
             raise ProtocolError(R.PROTOCOL_ERROR, "No Local on a shared subscription [MQTT-3.8.3-4]")
+        if not conn._authorized(sub.topic_filter, SUBSCRIBE):
+            codes.append(R.NOT_AUTHORIZED)
+            continue
         qos = min(sub.qos, conn.config.max_qos)
         opts = SubOptions(sub.topic_filter, qos, sub.no_local, sub.retain_as_published, sub.retain_handling, sub_id)
         is_new = broker.subscribe(session, opts)
         codes.append(qos)
+        hooks = broker.hooks
+        if hooks.want_subscribed:
+            hooks.session_subscribed(conn, sub.topic_filter, qos, p.properties)
         # Retained messages: not for shared subscriptions; Retain Handling 1 = only when new [MQTT-3.3.1-9..11].
         if group is None and (sub.retain_handling == 0 or (sub.retain_handling == 1 and is_new)):
             retained.append((real, qos, sub_id))
@@ -66,6 +73,9 @@ def handle_unsubscribe(conn: Connection, p: P.Unsubscribe) -> None:
             codes.append(failure)
         elif conn.broker.unsubscribe(session, topic_filter):
             codes.append(R.SUCCESS)
+            hooks = conn.broker.hooks
+            if hooks.want_unsubscribed:
+                hooks.session_unsubscribed(conn, topic_filter, p.properties)
         else:
             codes.append(R.NO_SUBSCRIPTION_EXISTED)
     conn._send(P.Unsuback(p.packet_id, codes))

@@ -30,8 +30,8 @@ CONNECT_TIMEOUT = 10.0  # seconds a new socket may take to send CONNECT
 def _addr(info: Any) -> str:
     if not info:
         return "undefined"
-    host, port = info[0], info[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    # EMQX prints IPv6 peers without brackets ("::1:52918"); webhook receivers expect that form.
+    return f"{info[0]}:{info[1]}"
 
 
 class MqttProtocol(asyncio.Protocol):
