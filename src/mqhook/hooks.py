@@ -86,7 +86,7 @@ class Hooks:
     def session_subscribed(self, conn: Connection, topic_filter: str, qos: int, sub_props: dict[str, Any]) -> None:
         """One filter subscribed (one call per filter)."""
 
-    def session_unsubscribed(self, conn: Connection, topic_filter: str, unsub_props: dict[str, Any]) -> None:
+    def session_unsubscribed(self, conn: Connection, topic_filter: str, qos: int, unsub_props: dict[str, Any]) -> None:
         """One filter unsubscribed by an UNSUBSCRIBE (one call per filter)."""
 
     def message_publish(self, msg: Message) -> None:

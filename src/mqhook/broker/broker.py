@@ -135,20 +135,22 @@ class Broker:
             self.subscription_count += 1
         return is_new
 
-    def unsubscribe(self, session: Session, full: str) -> bool:
-        if session.subscriptions.pop(full, None) is None:
-            return False
+    def unsubscribe(self, session: Session, full: str) -> SubOptions | None:
+        """Remove one subscription; returns it, or None if the session had no such filter."""
+        opts = session.subscriptions.pop(full, None)
+        if opts is None:
+            return None
         self.subscription_count -= 1
         group_name, real = parse_shared(full)
         if group_name is None:
             self.trie.remove(real, session)
-            return True
+            return opts
         group = self.groups[(group_name, real)]
         group.members = [m for m in group.members if m[0] is not session]
         if not group.members:
             del self.groups[(group_name, real)]
             self.trie.remove(real, group)
-        return True
+        return opts
 
     # -- sessions -------------------------------------------------------------
 

@@ -75,6 +75,7 @@ def handle_connect(conn: Connection, p: P.Connect) -> None:
     broker = conn.broker
     session, present = broker.open_session(conn, client_id, p.clean_start, expiry)
     session.inflight_max = min(receive_max, cfg.max_inflight)
+    session.client_info = (conn.username, conn.peerhost, conn.link.peername)
     conn.session = session
     conn.state = CONNECTED
     broker.connections.add(conn)

@@ -95,7 +95,7 @@ class Connection:
         self.receive_maximum = 65535
         self.connected_at = 0  # ms
         self.disconnect_props: dict[str, Any] = {}
-        self.peerhost = link.peername.rpartition(":")[0] or "undefined"
+        self.peerhost = "undefined"  # the link sets it once the socket is known
         self._handlers: dict[int, Any] = {
             P.CONNECT: self._on_connect,
             P.PUBLISH: self._on_publish,
@@ -150,7 +150,17 @@ class Connection:
         pid: int = p.packet_id or 0
         broker = self.broker
         msg = Message(
-            topic, p.payload, qos, p.retain, props, self.client_id, expiry_at, self.username, self.peerhost, p.dup
+            topic,
+            p.payload,
+            qos,
+            p.retain,
+            props,
+            self.client_id,
+            expiry_at,
+            self.username,
+            self.peerhost,
+            p.dup,
+            self.link.peername,
         )
         if qos == 2:
             if pid in session.awaiting_rel:

@@ -31,6 +31,7 @@ class Message:
         "expiry_at",
         "payload",
         "peerhost",
+        "peername",
         "properties",
         "qos",
         "received_at",
@@ -52,6 +53,7 @@ class Message:
         username: str | None = None,
         peerhost: str = "undefined",
         dup: bool = False,
+        peername: str = "undefined",
     ) -> None:
         self.topic = topic
         self.payload = payload
@@ -61,6 +63,7 @@ class Message:
         self.sender = sender  # client id of the publisher (or of the will's owner)
         self.username = username  # the publisher's user name, if it gave one
         self.peerhost = peerhost  # the publisher's IP address
+        self.peername = peername  # the publisher's "ip:port"
         self.dup = dup  # DUP flag of the PUBLISH that brought it in
         self.expiry_at = expiry_at  # loop-clock deadline from Message-Expiry-Interval, or None
         self.received_at = time.time()

@@ -41,6 +41,7 @@ class Session:
         "awaiting_rel",
         "broker",
         "client_id",
+        "client_info",
         "conn",
         "expiry_interval",
         "expiry_timer",
@@ -58,6 +59,8 @@ class Session:
     def __init__(self, broker: Broker, client_id: str, expiry_interval: int) -> None:
         self.broker = broker
         self.client_id = client_id
+        # (username, peerhost, peername) of the latest connection: events about an offline session use it.
+        self.client_info: tuple[str | None, str, str] = (None, "undefined", "undefined")
         self.stats = broker.stats
         self.max_queued = broker.config.max_queued_messages
         self.expiry_interval = expiry_interval

@@ -71,11 +71,13 @@ def handle_unsubscribe(conn: Connection, p: P.Unsubscribe) -> None:
         _, _, failure = _check_filter(conn, topic_filter)
         if failure and failure not in (R.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED, R.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED):
             codes.append(failure)
-        elif conn.broker.unsubscribe(session, topic_filter):
+        else:
+            removed = conn.broker.unsubscribe(session, topic_filter)
+            if removed is None:
+                codes.append(R.NO_SUBSCRIPTION_EXISTED)
+                continue
             codes.append(R.SUCCESS)
             hooks = conn.broker.hooks
             if hooks.want_unsubscribed:
-                hooks.session_unsubscribed(conn, topic_filter, p.properties)
-        else:
-            codes.append(R.NO_SUBSCRIPTION_EXISTED)
+                hooks.session_unsubscribed(conn, topic_filter, removed.qos, p.properties)
     conn._send(P.Unsuback(p.packet_id, codes))

@@ -49,6 +49,7 @@ class MqttProtocol(asyncio.Protocol):
         self._last_rx = 0.0
         self._keepalive = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._paused = False  # reading paused for a listener's backpressure
 
     # -- asyncio.Protocol -----------------------------------------------------
 
@@ -59,6 +60,7 @@ class MqttProtocol(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(high=self.broker.config.write_buffer_high)  # type: ignore[attr-defined]
         self.peername = _addr(transport.get_extra_info("peername"))
+        self.conn.peerhost = self.peername.rpartition(":")[0] or "undefined"
         self.sockname = _addr(transport.get_extra_info("sockname"))
         self.set_keepalive(CONNECT_TIMEOUT)
 
@@ -76,6 +78,19 @@ class MqttProtocol(asyncio.Protocol):
         except Exception as exc:  # a bug must cost one connection, never the broker
             log.exception("internal error on connection %s", self.peername)
             conn.protocol_error(ProtocolError(R.IMPLEMENTATION_SPECIFIC_ERROR, f"internal error: {exc!r}"))
+        hooks = self.broker.hooks
+        if hooks.pressure and not self._paused:
+            # A listener (a webhook with overflow = backpressure) is full: stop reading this
+            # publisher until it drains, so nothing is dropped and memory stays bounded.
+            self._paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+            hooks.on_relief(self._relieved)
+
+    def _relieved(self) -> None:
+        self._paused = False
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -129,6 +144,8 @@ class MqttProtocol(asyncio.Protocol):
         self._timer = self.loop.call_later(seconds, self._check_keepalive)
 
     def _check_keepalive(self) -> None:
+        if self._paused:  # we stopped reading, not the client: its pings wait in the socket
+            self._last_rx = self.loop.time()
         idle = self.loop.time() - self._last_rx
         if idle >= self._keepalive:
             self._timer = None
