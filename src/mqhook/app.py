@@ -17,10 +17,14 @@ from mqhook.admin.server import make_app
 from mqhook.broker.broker import Broker
 from mqhook.config import Config, parse_bind
 from mqhook.errors import MqhookError
+from mqhook.events.hooks import EventHooks
 from mqhook.server.tcp import start_listener
 from mqhook.stats import Stats
+from mqhook.webhook.webhook import WebhookManager
 
 log = logging.getLogger("mqhook")
+
+WEBHOOK_DRAIN_SECONDS = 5.0
 
 
 def _bound(server: asyncio.AbstractServer | None, sites: list[web.BaseSite] | None = None) -> str:
@@ -44,6 +48,7 @@ class App:
         self.config = config
         self.stats = Stats()
         self.broker: Broker | None = None
+        self.webhooks = WebhookManager(config.webhooks, config.node)
         self.mqtt_server: asyncio.AbstractServer | None = None
         self.admin_runner: web.AppRunner | None = None
         self.admin_site: web.TCPSite | None = None
@@ -53,6 +58,9 @@ class App:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.broker = Broker(self.config.mqtt, self.stats, loop)
+        self.webhooks.start(loop)
+        if self.webhooks.sinks:
+            self.broker.hooks = EventHooks(self.config.node, self.webhooks.sinks)
         host, port = parse_bind(self.config.mqtt.bind, "$.mqtt.bind")
         try:
             self.mqtt_server = await start_listener(self.broker, host, port)
@@ -61,7 +69,7 @@ class App:
                 f"cannot listen for MQTT on {self.config.mqtt.bind} ($.mqtt.bind): {exc.strerror}"
             ) from exc
         self.mqtt_address = _bound(self.mqtt_server)
-        self.admin_runner = web.AppRunner(make_app(self.broker), access_log=None)
+        self.admin_runner = web.AppRunner(make_app(self.broker, self.webhooks), access_log=None)
         await self.admin_runner.setup()
         ahost, aport = parse_bind(self.config.admin.bind, "$.admin.bind")
         self.admin_site = web.TCPSite(self.admin_runner, ahost, aport, reuse_address=True)
@@ -79,6 +87,8 @@ class App:
             self.mqtt_server.close()
         if self.broker is not None:
             self.broker.shutdown()
+        # Events already queued get a bounded chance to leave before the process ends.
+        await self.webhooks.close(drain_timeout=WEBHOOK_DRAIN_SECONDS)
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
         await asyncio.sleep(0)  # let the DISCONNECTs leave before the loop stops

@@ -19,6 +19,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--mqtt-bind", metavar="HOST:PORT", help="MQTT listener address (port 0 = any free port)")
     run.add_argument("--admin-bind", metavar="HOST:PORT", help="admin HTTP address (port 0 = any free port)")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument(
+        "--webhook",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="add a webhook on all messages and events (repeatable)",
+    )
+    sink = sub.add_parser("sink", help="a little webhook receiver: prints every body, answers 200")
+    sink.add_argument("--host", default="127.0.0.1")
+    sink.add_argument("--port", type=int, default=5000)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -39,10 +49,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(__version__)
         return 0
+    if args.command == "sink":
+        from mqhook.webhook import sink_server
+
+        return sink_server.main(["--host", args.host, "--port", str(args.port)])
     from mqhook import config as config_mod
+    from mqhook.webhook.model import webhook_from_flag
 
     try:
         cfg = config_mod.load(args.config, overrides=_overrides(args))
+        if args.webhook:
+            cfg.webhooks.extend(webhook_from_flag(flag) for flag in args.webhook)
+            cfg = config_mod.validate(cfg)
     except ConfigError as exc:
         print(f"mqhook: config error: {exc}", file=sys.stderr)
         return 2

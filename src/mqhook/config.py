@@ -9,6 +9,7 @@ Environment variables follow EMQX's convention: ``MQHOOK_MQTT__MAX_PACKET_SIZE``
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import Any, Literal
 import msgspec
 
 from mqhook.errors import ConfigError
+from mqhook.webhook.model import WebhookConfig
 
 ENV_PREFIX = "MQHOOK_"
 
@@ -56,6 +58,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     mqtt: MqttConfig = msgspec.field(default_factory=MqttConfig)
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+    # One model for the file, the --webhook flag and (later) the REST API.
+    webhooks: list[WebhookConfig] = msgspec.field(default_factory=list)
 
 
 # (path, low, high) for integer bounds that msgspec's types alone do not express.
@@ -99,6 +103,14 @@ def validate(cfg: Config) -> Config:
     parse_bind(cfg.admin.bind, "$.admin.bind")
     if not cfg.node or "@" not in cfg.node:
         raise ConfigError(f"$.node: {cfg.node!r} is invalid; expected NAME@HOST, e.g. mqhook@127.0.0.1")
+    seen: dict[str, int] = {}
+    for i, hook in enumerate(cfg.webhooks):
+        if hook.name in seen:
+            raise ConfigError(
+                f"$.webhooks[{i}].name: {hook.name!r} is already the name of $.webhooks[{seen[hook.name]}]; "
+                "expected unique webhook names"
+            )
+        seen[hook.name] = i
     return cfg
 
 
@@ -164,26 +176,38 @@ def _explain(exc: msgspec.ValidationError, tree: dict[str, Any]) -> str:
     path = where.rstrip("`") if sep else "$"
     if not sep:
         reason = msg
+    field = re.match(r"([a-z_]+): ", reason)
+    if field:  # a check in a struct's __post_init__ names its own field first
+        path, reason = f"{path}.{field.group(1)}", reason[field.end() :]
+        return f"{path}: {reason}"
     if reason.startswith("Object contains unknown field"):
-        field = reason.split("`")[1]
+        name = reason.split("`")[1]
         known = ", ".join(_fields_at(path))
-        return f"{path}.{field}: unknown setting; expected one of: {known}"
+        return f"{path}.{name}: unknown setting; expected one of: {known}"
     value: Any = tree
-    for part in path.lstrip("$.").split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        else:
+    for key in _path_keys(path):
+        try:
+            value = value[key]
+        except (KeyError, IndexError, TypeError):
             return f"{path}: {reason}"
     return f"{path}: {value!r} is invalid: {reason}"
 
 
+def _path_keys(path: str) -> list[str | int]:
+    """'$.webhooks[0].url' -> ['webhooks', 0, 'url']."""
+    return [name or int(index) for name, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path)]
+
+
 def _fields_at(path: str) -> tuple[str, ...]:
     struct: Any = Config
-    for part in path.lstrip("$.").split("."):
-        if not part:
-            continue
-        hint = msgspec.structs.fields(struct)
-        struct = next((f.type for f in hint if f.name == part), None)
-        if struct is None:
+    for key in _path_keys(path):
+        if isinstance(key, int):
+            continue  # list element: the struct was already unwrapped below
+        field = next((f for f in msgspec.structs.fields(struct) if f.name == key), None)
+        if field is None:
             return ()
+        struct = field.type
+        args = getattr(struct, "__args__", ())
+        if args and isinstance(args[0], type) and issubclass(args[0], msgspec.Struct):
+            struct = args[0]  # list[SomeStruct]
     return tuple(f.name for f in msgspec.structs.fields(struct))

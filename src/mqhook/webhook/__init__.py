@@ -1,0 +1,22 @@
+"""Webhook delivery: config model, templates, encoding, signing, queue, dispatcher, Test, sink.
+
+Modules, bottom up: ``template`` < ``model`` < ``encode``/``signing``/``queue``/``counters`` <
+``request`` < ``dispatcher`` < ``probe`` < ``webhook``; ``sink_server`` stands alone.
+"""
+
+from __future__ import annotations
+
+from mqhook.webhook.model import WebhookConfig, parse_duration, parse_size, parse_webhook, webhook_from_flag
+from mqhook.webhook.probe import TestResult
+from mqhook.webhook.webhook import Webhook, WebhookManager
+
+__all__ = [
+    "TestResult",
+    "Webhook",
+    "WebhookConfig",
+    "WebhookManager",
+    "parse_duration",
+    "parse_size",
+    "parse_webhook",
+    "webhook_from_flag",
+]

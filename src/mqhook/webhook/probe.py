@@ -1,0 +1,81 @@
+"""The Test button: send ONE real request with a sample event and report what came back.
+
+EMQX's Test (``POST /connectors_probe``) only opens TCP/TLS connections, so a wrong path, a
+401 or a 404 all "pass" (reference §2.7). Ours renders, signs and sends a sample
+``message.publish`` event exactly like a real delivery (same templates, headers, signature,
+method, batching shape) and returns the status, the latency and the first 512 bytes of the
+reply, or the connection error. It never raises for network trouble and never retries.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import msgspec
+
+from mqhook.broker.message import new_message_id
+from mqhook.webhook.dispatcher import make_session
+from mqhook.webhook.model import WebhookConfig
+from mqhook.webhook.request import RenderRefused, RequestBuilder, send_once
+
+REPLY_PREFIX = 512
+SAMPLE_PAYLOAD = b'{ "msg": "Hello Webhook" }'
+
+
+class TestResult(msgspec.Struct, kw_only=True):
+    """What the Test request produced. ``ok`` is True for a 2xx answer."""
+
+    __test__ = False  # not a pytest test class
+
+    ok: bool
+    method: str
+    url: str
+    status: int | None = None
+    latency_ms: float | None = None
+    body: str = ""  # first 512 bytes of the reply, decoded as UTF-8 (invalid bytes replaced)
+    error: str | None = None
+
+
+def sample_event(node: str, payload_encoding: str = "plain") -> dict[str, Any]:
+    """A ``message.publish`` event with the fields and types of EMQX's sample (seed line 4)."""
+    now = time.time()
+    ms = int(now * 1000)
+    payload = SAMPLE_PAYLOAD.decode() if payload_encoding == "plain" else base64.b64encode(SAMPLE_PAYLOAD).decode()
+    return {
+        "event": "message.publish",
+        "id": new_message_id(now),
+        "clientid": "mqhook_test",
+        "username": "undefined",
+        "topic": "t/1",
+        "qos": 0,
+        "flags": {"retain": False, "dup": False},
+        "payload": payload,
+        "pub_props": {"User-Property": {}},
+        "peerhost": "127.0.0.1",
+        "publish_received_at": ms,
+        "timestamp": ms,
+        "node": node,
+    }
+
+
+async def probe(cfg: WebhookConfig, node: str) -> TestResult:
+    """Send the sample event to ``cfg``'s receiver once; connection errors are reported, not raised."""
+    builder = RequestBuilder(cfg)
+    raw = msgspec.json.encode(sample_event(node, cfg.payload_encoding))
+    try:
+        req = builder.build([(raw, "mqhook_test")])
+    except RenderRefused as exc:
+        return TestResult(ok=False, method=builder.method, url=cfg.url, error=f"request refused, not sent: {exc}")
+    async with make_session(cfg) as session:
+        out = await send_once(session, req, builder.attempt_headers(req))
+    return TestResult(
+        ok=out.status is not None and 200 <= out.status <= 299,
+        method=req.method,
+        url=req.url,
+        status=out.status,
+        latency_ms=round(out.latency * 1000, 3),
+        body=out.reply[:REPLY_PREFIX].decode("utf-8", "replace"),
+        error=out.error,
+    )

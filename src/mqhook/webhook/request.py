@@ -1,0 +1,218 @@
+"""Building, signing, sending and classifying one webhook HTTP request.
+
+- ``RequestBuilder`` renders the URL path, header values and body of a batch (EMQX: templates
+  in path, headers and body; GET/DELETE send no body). Deliberate changes from EMQX: a header
+  that renders CR, LF or NUL refuses the request (``RenderRefused``) instead of sending it (EMQX
+  6.x silently drops the header); variables rendered into the URL are percent-encoded (``/``
+  kept) so a clientid with a space or ``?`` cannot break the request line or add a query.
+  When URL or header templates have variables, a batch only holds events that render them
+  the same way, so no event is sent to another event's URL.
+- ``send_once`` makes one attempt and never raises for network trouble: it returns an ``Outcome``.
+- ``classify``: 2xx success; a status in ``retry_on`` (default 429 and 5xx) or any connection
+  error / timeout is retried; every other status fails at once. EMQX retries only 429, 503 and
+  transport errors, with no backoff and ignoring ``Retry-After`` (issue #12869).
+- ``backoff_delay``: exponential with full jitter, or ``Retry-After`` (on 429/503) capped at
+  ``retry_backoff_max``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote
+
+import aiohttp
+
+from mqhook import __version__
+from mqhook.webhook.encode import meta_prefix, splice
+from mqhook.webhook.model import WebhookConfig
+from mqhook.webhook.queue import Entry
+from mqhook.webhook.signing import ID_HEADER, new_message_id, sign
+from mqhook.webhook.template import Context, Template, compile_template
+
+REPLY_LIMIT = 65536  # bytes of a reply read (the rest is discarded with the connection)
+USER_AGENT = f"mqhook/{__version__}"
+SUCCESS, RETRY, FAIL = "success", "retry", "fail"
+
+
+class RenderRefused(Exception):
+    """A request could not be built safely (a header rendered CR/LF/NUL); it is not sent."""
+
+
+class Request:
+    """One request, built once and sent on each attempt; ``msg_id`` is stable across retries."""
+
+    __slots__ = ("body", "count", "headers", "method", "msg_id", "url")
+
+    def __init__(self, method: str, url: str, headers: dict[str, str], body: bytes | None, count: int) -> None:
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.count = count
+        self.msg_id = new_message_id()
+
+
+def _url_escape(text: str) -> str:
+    return quote(text, safe="/")
+
+
+class RequestBuilder:
+    """Compiled templates and settings of one webhook; turns entries into a ``Request``."""
+
+    def __init__(self, cfg: WebhookConfig) -> None:
+        self.method = cfg.method.upper()
+        self.has_body = cfg.method in ("post", "put")
+        self.prefix = meta_prefix(cfg.rule_id)
+        self.batched = cfg.batch_size > 1
+        self.key = cfg.secret_key
+        self.url = compile_template(cfg.url)
+        self.headers: list[tuple[str, Template]] = [(k, compile_template(v)) for k, v in cfg.headers.items()]
+        if not any(k.lower() == "user-agent" for k in cfg.headers):
+            self.headers.append(("user-agent", compile_template(USER_AGENT)))
+        self.body = None if cfg.body is None else compile_template(cfg.body)
+        self.varies = self.url.static is None or any(t.static is None for _, t in self.headers)
+
+    def _target(self, ctx: Context) -> tuple[str, dict[str, str]]:
+        headers: dict[str, str] = {}
+        for name, tpl in self.headers:
+            value = tpl.render(ctx)
+            if "\r" in value or "\n" in value or "\0" in value:
+                raise RenderRefused(f"header {name!r} rendered to {value[:100]!r}, which contains CR, LF or NUL")
+            headers[name] = value
+        return self.url.render(ctx, _url_escape), headers
+
+    def build(self, entries: list[Entry]) -> Request:
+        """A request for the longest head of ``entries`` that shares one URL and header set;
+        ``request.count`` says how many. Raises RenderRefused if the first cannot be rendered."""
+        full = [splice(raw, self.prefix) for raw, _ in entries]
+        contexts = [Context(full[0])]
+        url, headers = self._target(contexts[0])
+        n = len(full)
+        if self.varies:
+            n = 1
+            while n < len(full):
+                ctx = Context(full[n])
+                try:
+                    if self._target(ctx) != (url, headers):
+                        break
+                except RenderRefused:
+                    break
+                contexts.append(ctx)
+                n += 1
+        return Request(self.method, url, headers, self._body(full[:n], contexts), n)
+
+    def _body(self, full: list[bytes], contexts: list[Context]) -> bytes | None:
+        if not self.has_body:
+            return None
+        if self.body is None:
+            return b"[" + b",".join(full) + b"]" if self.batched else full[0]
+        while len(contexts) < len(full):
+            contexts.append(Context(full[len(contexts)]))
+        if not self.batched:
+            return self.body.render(contexts[0]).encode("utf-8")
+        return ("[" + ",".join([self.body.render(c) for c in contexts]) + "]").encode("utf-8")
+
+    def attempt_headers(self, req: Request) -> dict[str, str]:
+        """Headers for one attempt: ``webhook-id`` always; with a secret, a fresh timestamp and signature."""
+        headers = dict(req.headers)
+        if self.key is None:
+            headers[ID_HEADER] = req.msg_id
+        else:
+            headers.update(sign(self.key, req.msg_id, int(time.time()), req.body or b""))
+        return headers
+
+
+class Outcome:
+    """What one attempt produced: a status and reply, or an error string."""
+
+    __slots__ = ("error", "latency", "reply", "retry_after", "status")
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.error: str | None = None
+        self.retry_after: str | None = None
+        self.reply = b""
+        self.latency = 0.0
+
+
+async def send_once(session: aiohttp.ClientSession, req: Request, headers: dict[str, str]) -> Outcome:
+    """One attempt. Redirects are not followed (EMQX neither). Never raises for I/O trouble."""
+    out = Outcome()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    try:
+        async with session.request(req.method, req.url, data=req.body, headers=headers, allow_redirects=False) as resp:
+            out.status = resp.status
+            out.retry_after = resp.headers.get("Retry-After")
+            out.reply = await _read_reply(resp)
+    except TimeoutError:
+        out.error = f"timeout after {loop.time() - start:.3f}s"
+    except aiohttp.ClientConnectorError as exc:
+        reason = "connection refused" if isinstance(exc.os_error, ConnectionRefusedError) else exc.os_error
+        out.error = f"cannot connect to {exc.host}:{exc.port}: {reason}"
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        out.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    out.latency = loop.time() - start
+    return out
+
+
+async def _read_reply(resp: aiohttp.ClientResponse) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < REPLY_LIMIT:
+        chunk = await resp.content.read(REPLY_LIMIT - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def retry_statuses(cfg: WebhookConfig) -> frozenset[int]:
+    """``retry_on`` expanded to the set of statuses it names."""
+    return frozenset(s for s in range(100, 600) if cfg.retries(s))
+
+
+def classify(out: Outcome, retry_on: frozenset[int]) -> str:
+    if out.status is None:
+        return RETRY  # connection error or timeout: always retried
+    if 200 <= out.status <= 299:
+        return SUCCESS
+    return RETRY if out.status in retry_on else FAIL
+
+
+def describe(req: Request, out: Outcome) -> str:
+    """A last_error line: what was sent where, and what came back."""
+    path = req.url.split("?", 1)[0]
+    if out.status is None:
+        return f"{req.method} {path}: {out.error}"
+    reply = out.reply[:200].decode("utf-8", "replace")
+    return f"{req.method} {path}: HTTP {out.status} {reply!r}"
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` value: delta-seconds or an HTTP date; None if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def backoff_delay(attempt: int, base: float, cap: float, out: Outcome | None = None) -> float:
+    """Delay before retry number ``attempt + 1``: ``Retry-After`` on 429/503 (capped), else full jitter."""
+    if out is not None and out.status in (429, 503):
+        after = parse_retry_after(out.retry_after)
+        if after is not None:
+            return min(after, cap)
+    return random.uniform(0.0, min(cap, base * 2.0 ** min(attempt, 60)))
