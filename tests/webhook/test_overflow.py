@@ -71,15 +71,16 @@ def test_backpressure_saturates_over_high_water_and_relieves_after_drain() -> No
         wh.on_relief(relieved.set)
         wh.on_relief(lambda: calls.append("later"))
         assert calls == ["at once"] and not relieved.is_set()
-        # The hard bound still holds: past it events are refused and counted.
+        # Backpressure never drops: past the bound events are still taken (the broker has paused
+        # its publishers; what arrives meanwhile is at most one packet per connection).
         results = [wh.put(Publish(clientid="c", seq=8 + i)) for i in range(4)]
-        assert results == [True, True, False, False] and wh.dropped["queue_full"] == 2
+        assert results == [True] * 4 and wh.dropped["queue_full"] == 0 and wh.queuing == 12
         wh.start()
         async with asyncio.timeout(5.0):
             await relieved.wait()
         assert calls == ["at once", "later"] and not wh.saturated
-        await rx.wait_for(lambda: len(rx.events()) == 10)
-        assert sorted(e["seq"] for e in rx.events()) == list(range(10))
+        await rx.wait_for(lambda: len(rx.events()) == 12)
+        assert sorted(e["seq"] for e in rx.events()) == list(range(12))
         await wh.close(1.0)
         await rx.stop()
         assert balanced(wh)

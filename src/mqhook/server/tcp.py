@@ -49,7 +49,7 @@ class MqttProtocol(asyncio.Protocol):
         self._last_rx = 0.0
         self._keepalive = 0.0
         self._timer: asyncio.TimerHandle | None = None
-        self._paused = False  # reading paused for a listener's backpressure
+        self._held: list[Any] | None = None  # packets waiting while reading is paused for backpressure
 
     # -- asyncio.Protocol -----------------------------------------------------
 
@@ -68,29 +68,48 @@ class MqttProtocol(asyncio.Protocol):
         self._last_rx = self.loop.time()
         stats = self.stats
         stats.bytes_received += len(data)
-        conn = self.conn
         try:
-            for packet in self.decoder.feed(data):
-                stats.packets_received[packet.type] += 1
-                conn.handle(packet)
+            packets = self.decoder.feed(data)
         except ProtocolError as exc:
-            conn.protocol_error(exc)
-        except Exception as exc:  # a bug must cost one connection, never the broker
-            log.exception("internal error on connection %s", self.peername)
-            conn.protocol_error(ProtocolError(R.IMPLEMENTATION_SPECIFIC_ERROR, f"internal error: {exc!r}"))
+            self.conn.protocol_error(exc)
+            return
+        if self._held is not None:
+            self._held.extend(packets)  # paused: keep order behind what is already held
+        else:
+            self._handle(packets)
+
+    def _handle(self, packets: list[Any]) -> None:
+        """Apply packets in order; stop after the one that put a listener over its high water."""
+        stats = self.stats
+        conn = self.conn
         hooks = self.broker.hooks
-        if hooks.pressure and not self._paused:
-            # A listener (a webhook with overflow = backpressure) is full: stop reading this
-            # publisher until it drains, so nothing is dropped and memory stays bounded.
-            self._paused = True
-            self.transport.pause_reading()  # type: ignore[union-attr]
-            hooks.on_relief(self._relieved)
+        for i, packet in enumerate(packets):
+            stats.packets_received[packet.type] += 1
+            try:
+                conn.handle(packet)
+            except ProtocolError as exc:
+                conn.protocol_error(exc)
+                return
+            except Exception as exc:  # a bug must cost one connection, never the broker
+                log.exception("internal error on connection %s", self.peername)
+                conn.protocol_error(ProtocolError(R.IMPLEMENTATION_SPECIFIC_ERROR, f"internal error: {exc!r}"))
+                return
+            if hooks.pressure:
+                # A webhook with overflow = backpressure is over its high water: hold the rest of
+                # this client's packets and stop reading its socket until the webhook drains.
+                self._held = packets[i + 1 :]
+                self.transport.pause_reading()  # type: ignore[union-attr]
+                hooks.on_relief(self._relieved)
+                return
 
     def _relieved(self) -> None:
-        self._paused = False
+        held, self._held = self._held, None
         transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.resume_reading()
+        if transport is None or transport.is_closing() or held is None:
+            return
+        transport.resume_reading()
+        if held:
+            self._handle(held)
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -144,7 +163,7 @@ class MqttProtocol(asyncio.Protocol):
         self._timer = self.loop.call_later(seconds, self._check_keepalive)
 
     def _check_keepalive(self) -> None:
-        if self._paused:  # we stopped reading, not the client: its pings wait in the socket
+        if self._held is not None:  # we stopped reading, not the client: its pings wait in the socket
             self._last_rx = self.loop.time()
         idle = self.loop.time() - self._last_rx
         if idle >= self._keepalive:

@@ -9,8 +9,10 @@ Bounds and overflow (EMQX bounds its buffer by bytes only and drops the oldest, 
 
 - ``drop_oldest`` (EMQX's behaviour, the default): evict from the head until the new event fits;
 - ``drop_new``: refuse the new event;
-- ``backpressure``: never drop below the bound; over the high-water mark the webhook reports
-  ``saturated`` so the broker pauses publishers; past the hard bound new events are refused.
+- ``backpressure``: never drop. Over the high-water mark the webhook reports ``saturated`` and
+  the broker pauses every connection after the packet it is handling, so the bound may be
+  passed by at most the events of one packet per connection: memory stays bounded by the
+  number of connections, and nothing is lost.
 
 Every drop is counted by reason in the ``dropped`` dict shared with the webhook's counters.
 """
@@ -78,6 +80,7 @@ class MemoryQueue(EventQueue):
         self._max_events = max_events
         self._max_bytes = max_bytes
         self._drop_oldest = overflow == "drop_oldest"
+        self._never_drop = overflow == "backpressure"
         self._dropped = dropped
         self._high_events = max(1, int(max_events * HIGH_WATER))
         self._high_bytes = max(1, int(max_bytes * HIGH_WATER))
@@ -86,7 +89,11 @@ class MemoryQueue(EventQueue):
 
     def put(self, data: bytes, key: str) -> bool:
         size = len(data)
-        if (len(self._q) >= self._max_events or self._bytes + size > self._max_bytes) and not self._make_room(size):
+        if (
+            (len(self._q) >= self._max_events or self._bytes + size > self._max_bytes)
+            and not self._never_drop
+            and not self._make_room(size)
+        ):
             self._dropped["queue_full"] += 1
             return False
         self._q.append((data, key))
