@@ -35,6 +35,8 @@ class MqttConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_queued_messages: int = 1000
     max_session_expiry_interval: int = 86400
     max_keepalive: int = 65535
+    # Seconds a new connection may stay silent before its CONNECT (EMQX: mqtt.idle_timeout).
+    idle_timeout: float = 15.0
     topic_alias_maximum: int = 65535
     retain_available: bool = True
     shared_subscription_available: bool = True
@@ -63,13 +65,14 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 # (path, low, high) for integer bounds that msgspec's types alone do not express.
-_BOUNDS: tuple[tuple[str, int, int], ...] = (
+_BOUNDS: tuple[tuple[str, float, int], ...] = (
     ("mqtt.max_packet_size", 16, 268435455),
     ("mqtt.receive_maximum", 1, 65535),
     ("mqtt.max_inflight", 1, 65535),
     ("mqtt.max_queued_messages", 0, 10_000_000),
     ("mqtt.max_session_expiry_interval", 0, 0xFFFFFFFF),
     ("mqtt.max_keepalive", 1, 65535),
+    ("mqtt.idle_timeout", 0.1, 3600),
     ("mqtt.topic_alias_maximum", 0, 65535),
     ("mqtt.max_qos", 0, 2),
     ("mqtt.max_clientid_len", 23, 65535),

@@ -55,7 +55,9 @@ def handle_connect(conn: Connection, p: P.Connect) -> None:
     receive_max = props.get("Receive-Maximum", 65535)
     max_packet = props.get("Maximum-Packet-Size", 268435455)
     if receive_max == 0 or max_packet == 0:
-        raise ProtocolError(R.PROTOCOL_ERROR, "Receive Maximum and Maximum Packet Size must not be 0 [MQTT-3.1.2-...]")
+        raise ProtocolError(
+            R.PROTOCOL_ERROR, "Receive Maximum and Maximum Packet Size must not be 0 (sections 3.1.2.11.3, 3.1.2.11.4)"
+        )
     ack_props: dict[str, Any] = {}
     expiry = _session_expiry(p, cfg, ack_props)
     keepalive = p.keepalive
@@ -87,8 +89,7 @@ def handle_connect(conn: Connection, p: P.Connect) -> None:
     if hooks.want_connack:
         hooks.client_connack(conn, R.SUCCESS)
     conn._send(P.Connack(present, R.SUCCESS, ack_props))
-    if keepalive:
-        conn.link.set_keepalive(keepalive * 1.5)
+    conn.link.set_keepalive(keepalive * 1.5)  # keepalive 0 turns the check off (section 3.1.2.10)
     session.resume(conn)
 
 
@@ -129,7 +130,7 @@ def _session_expiry(p: P.Connect, cfg: MqttConfig, ack_props: dict[str, Any]) ->
     asked = p.properties.get("Session-Expiry-Interval", 0)
     limit = cfg.max_session_expiry_interval
     if asked > limit or (asked == NEVER_EXPIRES and limit != NEVER_EXPIRES):
-        ack_props["Session-Expiry-Interval"] = limit  # the server's value wins [MQTT-3.2.2-...]
+        ack_props["Session-Expiry-Interval"] = limit  # the client must use the server's value (section 3.2.2.3.2)
         return limit
     return int(asked)
 

@@ -66,7 +66,9 @@ class Link(Protocol):
 
     def close(self) -> None: ...
 
-    def set_keepalive(self, seconds: float) -> None: ...
+    def set_keepalive(self, seconds: float) -> None:
+        """Close after ``seconds`` without a packet (``keepalive_expired``); 0 = never."""
+        ...
 
 
 class Connection:
@@ -133,7 +135,9 @@ class Connection:
         if qos > self.config.max_qos:
             raise ProtocolError(R.QOS_NOT_SUPPORTED, f"PUBLISH QoS {qos} exceeds the server's Maximum QoS")
         if p.retain and not self.config.retain_available:
-            raise ProtocolError(R.RETAIN_NOT_SUPPORTED, "retained messages are not supported [MQTT-3.3.1-...]")
+            raise ProtocolError(
+                R.RETAIN_NOT_SUPPORTED, "retained messages are not supported (Retain Available is 0) [MQTT-3.3.1-8]"
+            )
         topic = p.topic
         props = p.properties
         expiry_at = None

@@ -8,7 +8,7 @@ import socket
 import time
 from typing import Any
 
-# Properties a client sets on PUBLISH that are hop-by-hop: never forwarded [MQTT-3.3.2-...].
+# Properties a client sets on PUBLISH that are hop-by-hop: never forwarded (sections 3.3.2.3.4 and 3.3.4).
 HOP_BY_HOP = ("Topic-Alias", "Subscription-Identifier")
 
 

@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mqhook.server")
 
-CONNECT_TIMEOUT = 10.0  # seconds a new socket may take to send CONNECT
+# Coalesced writes leave at the end of the loop tick, or as soon as this much is waiting:
+# libuv may read megabytes from one publisher within a single tick, and a subscriber's
+# copies must reach its socket meanwhile, not pile up in our list.
+FLUSH_BYTES = 65536
 
 
 def _addr(info: Any) -> str:
@@ -45,6 +48,7 @@ class MqttProtocol(asyncio.Protocol):
         self.peername = "undefined"
         self.sockname = "undefined"
         self._out: list[bytes] = []
+        self._out_size = 0
         self._flush_pending = False
         self._last_rx = 0.0
         self._keepalive = 0.0
@@ -62,7 +66,7 @@ class MqttProtocol(asyncio.Protocol):
         self.peername = _addr(transport.get_extra_info("peername"))
         self.conn.peerhost = self.peername.rpartition(":")[0] or "undefined"
         self.sockname = _addr(transport.get_extra_info("sockname"))
-        self.set_keepalive(CONNECT_TIMEOUT)
+        self.set_keepalive(self.broker.config.idle_timeout)  # until CONNECT sets the real keepalive
 
     def data_received(self, data: bytes) -> None:
         self._last_rx = self.loop.time()
@@ -133,17 +137,25 @@ class MqttProtocol(asyncio.Protocol):
     # -- Link -------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        self.stats.bytes_sent += len(data)
+        size = len(data)
+        self.stats.bytes_sent += size
         self._out.append(data)
-        if not self._flush_pending:
+        self._out_size += size
+        if self._out_size >= FLUSH_BYTES:
+            self._flush()
+        elif not self._flush_pending:
             self._flush_pending = True
-            self.loop.call_soon(self._flush)
+            self.loop.call_soon(self._flush_tick)
+
+    def _flush_tick(self) -> None:
+        self._flush_pending = False
+        self._flush()
 
     def _flush(self) -> None:
-        self._flush_pending = False
         out = self._out
         if not out:
             return
+        self._out_size = 0
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(out[0] if len(out) == 1 else b"".join(out))
@@ -156,11 +168,14 @@ class MqttProtocol(asyncio.Protocol):
             self.transport.close()
 
     def set_keepalive(self, seconds: float) -> None:
+        """Close the connection after ``seconds`` without a packet; 0 turns the check off."""
         self._keepalive = seconds
         self._last_rx = self.loop.time()
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self.loop.call_later(seconds, self._check_keepalive)
+            self._timer = None
+        if seconds > 0:
+            self._timer = self.loop.call_later(seconds, self._check_keepalive)
 
     def _check_keepalive(self) -> None:
         if self._held is not None:  # we stopped reading, not the client: its pings wait in the socket
