@@ -1,0 +1,41 @@
+"""Client fixtures for the integration tests (the broker fixtures live in tests/conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .pahoc import Clients
+from .rawmqtt import RawClient
+
+
+@pytest.fixture
+def clients() -> Iterator[Clients]:
+    """``clients(broker, client_id, protocol=V5, clean=True, ...)`` -> connected paho Client."""
+    reg = Clients()
+    yield reg
+    reg.close_all()
+
+
+class RawFactory:
+    def __init__(self) -> None:
+        self.all: list[RawClient] = []
+
+    def __call__(self, broker: Any, version: int = 5, **kw: Any) -> RawClient:
+        c = RawClient(broker.host, broker.mqtt_port, version=version, **kw)
+        self.all.append(c)
+        return c
+
+    def close_all(self) -> None:
+        for c in self.all:
+            c.close()
+
+
+@pytest.fixture
+def raw() -> Iterator[RawFactory]:
+    """``raw(broker, version=5, rcvbuf=None)`` -> a RawClient with an open TCP connection."""
+    reg = RawFactory()
+    yield reg
+    reg.close_all()
