@@ -144,28 +144,33 @@ def _receiver(session: Session) -> tuple[str, str, str]:
     return _name(username), peerhost, peername
 
 
+def _delivery(session: Session, msg: Message, qos: int, retain: bool, node: str, encoding: str) -> dict[str, Any]:
+    """The fields delivered, acked and delivery.dropped share: the receiver's view of one copy."""
+    username, peerhost, peername = _receiver(session)
+    return {
+        "timestamp": now_ms(),
+        "node": node,
+        "id": msg.id,
+        "from_clientid": msg.sender,
+        "from_username": _name(msg.username),
+        "clientid": session.client_id,
+        "username": username,
+        "payload": encode_payload(msg.payload, encoding),
+        "peerhost": peerhost,
+        "peername": peername,
+        "topic": msg.topic,
+        "qos": qos,
+        "flags": flags(retain, msg.dup),
+        "pub_props": printable_props(msg.properties),
+        "publish_received_at": int(msg.received_at * 1000),
+    }
+
+
 def message_delivered(
     session: Session, msg: Message, qos: int, retain: bool, node: str, payload_encoding: str = PLAIN
 ) -> MessageDelivered:
     """``flags.retain`` is the flag of the copy sent (Retain As Published applied), as in EMQX."""
-    username, peerhost, peername = _receiver(session)
-    return MessageDelivered(
-        timestamp=now_ms(),
-        node=node,
-        id=msg.id,
-        from_clientid=msg.sender,
-        from_username=_name(msg.username),
-        clientid=session.client_id,
-        username=username,
-        payload=encode_payload(msg.payload, payload_encoding),
-        peerhost=peerhost,
-        peername=peername,
-        topic=msg.topic,
-        qos=qos,
-        flags=flags(retain, msg.dup),
-        pub_props=printable_props(msg.properties),
-        publish_received_at=int(msg.received_at * 1000),
-    )
+    return MessageDelivered(**_delivery(session, msg, qos, retain, node, payload_encoding))
 
 
 def message_acked(
@@ -177,49 +182,14 @@ def message_acked(
     payload_encoding: str = PLAIN,
 ) -> MessageAcked:
     """``flags.retain`` is the message's own flag: the hook does not pass the copy's."""
-    username, peerhost, peername = _receiver(session)
-    return MessageAcked(
-        timestamp=now_ms(),
-        node=node,
-        id=msg.id,
-        from_clientid=msg.sender,
-        from_username=_name(msg.username),
-        clientid=session.client_id,
-        username=username,
-        payload=encode_payload(msg.payload, payload_encoding),
-        peerhost=peerhost,
-        peername=peername,
-        topic=msg.topic,
-        qos=qos,
-        flags=flags(msg.retain, msg.dup),
-        pub_props=printable_props(msg.properties),
-        puback_props=printable_props(puback_props),
-        publish_received_at=int(msg.received_at * 1000),
-    )
+    fields = _delivery(session, msg, qos, msg.retain, node, payload_encoding)
+    return MessageAcked(puback_props=printable_props(puback_props), **fields)
 
 
 def delivery_dropped(
     session: Session, msg: Message, qos: int, reason: str, node: str, payload_encoding: str = PLAIN
 ) -> DeliveryDropped:
-    username, peerhost, peername = _receiver(session)
-    return DeliveryDropped(
-        timestamp=now_ms(),
-        node=node,
-        id=msg.id,
-        reason=reason,
-        from_clientid=msg.sender,
-        from_username=_name(msg.username),
-        clientid=session.client_id,
-        username=username,
-        payload=encode_payload(msg.payload, payload_encoding),
-        peerhost=peerhost,
-        peername=peername,
-        topic=msg.topic,
-        qos=qos,
-        flags=flags(msg.retain, msg.dup),
-        pub_props=printable_props(msg.properties),
-        publish_received_at=int(msg.received_at * 1000),
-    )
+    return DeliveryDropped(reason=reason, **_delivery(session, msg, qos, msg.retain, node, payload_encoding))
 
 
 # -- client and session events ----------------------------------------------------------------
