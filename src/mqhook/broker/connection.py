@@ -23,7 +23,7 @@ from mqhook.mqtt.encode import encode, encode_publish
 
 if TYPE_CHECKING:
     from mqhook.broker.broker import Broker
-    from mqhook.broker.session import Session
+    from mqhook.broker.session import Outgoing, Session
 
 log = logging.getLogger("mqhook.connection")
 
@@ -195,6 +195,7 @@ class Connection:
         """Ask the authorizer and report the decision (client.check_authz_complete)."""
         broker = self.broker
         allowed = broker.authorizer.check(self, action, topic)
+        self.stats.authz[action][1 if allowed else 0] += 1
         hooks = broker.hooks
         if hooks.want_authz:
             hooks.check_authz_complete(self, topic, action, "allow" if allowed else "deny", broker.authorizer.source)
@@ -220,13 +221,15 @@ class Connection:
         return known
 
     def _on_puback(self, p: P.Puback) -> None:
-        session = self.session
-        assert session is not None
-        entry = session.on_puback(p.packet_id)
-        if entry is not None:
-            hooks = self.broker.hooks
-            if hooks.want_acked:
-                hooks.message_acked(session, entry.msg, 1, p.properties)
+        assert self.session is not None
+        self._acked(self.session.on_puback(p.packet_id), p.properties)
+
+    def _acked(self, entry: Outgoing | None, props: dict[str, Any]) -> None:
+        """A QoS 1 or 2 flow to this client finished (PUBACK / PUBCOMP): message.acked."""
+        hooks = self.broker.hooks
+        if entry is not None and hooks.want_acked:
+            assert self.session is not None
+            hooks.message_acked(self.session, entry.msg, entry.qos, props)
 
     def _on_pubrec(self, p: P.Pubrec) -> None:
         assert self.session is not None
@@ -246,13 +249,8 @@ class Connection:
             self._send(P.Pubcomp(p.packet_id, R.PACKET_IDENTIFIER_NOT_FOUND))
 
     def _on_pubcomp(self, p: P.Pubcomp) -> None:
-        session = self.session
-        assert session is not None
-        entry = session.on_pubcomp(p.packet_id)
-        if entry is not None:
-            hooks = self.broker.hooks
-            if hooks.want_acked:
-                hooks.message_acked(session, entry.msg, 2, p.properties)
+        assert self.session is not None
+        self._acked(self.session.on_pubcomp(p.packet_id), p.properties)
 
     def _on_subscribe(self, p: P.Subscribe) -> None:
         handle_subscribe(self, p)
