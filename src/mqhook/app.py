@@ -18,6 +18,7 @@ from mqhook.broker.broker import Broker
 from mqhook.config import Config, parse_bind
 from mqhook.errors import MqhookError
 from mqhook.events.hooks import EventHooks
+from mqhook.metrics import LoopLag, build_registry
 from mqhook.server.tcp import start_listener
 from mqhook.stats import Stats
 from mqhook.webhook.webhook import WebhookManager
@@ -49,6 +50,7 @@ class App:
         self.stats = Stats()
         self.broker: Broker | None = None
         self.webhooks = WebhookManager(config.webhooks, config.node)
+        self.loop_lag = LoopLag()
         self.mqtt_server: asyncio.AbstractServer | None = None
         self.admin_runner: web.AppRunner | None = None
         self.admin_site: web.TCPSite | None = None
@@ -69,7 +71,9 @@ class App:
                 f"cannot listen for MQTT on {self.config.mqtt.bind} ($.mqtt.bind): {exc.strerror}"
             ) from exc
         self.mqtt_address = _bound(self.mqtt_server)
-        self.admin_runner = web.AppRunner(make_app(self.broker, self.webhooks), access_log=None)
+        self.loop_lag.start(loop)
+        registry = build_registry(self.broker, self.webhooks, self.loop_lag)
+        self.admin_runner = web.AppRunner(make_app(self.broker, self.webhooks, registry), access_log=None)
         await self.admin_runner.setup()
         ahost, aport = parse_bind(self.config.admin.bind, "$.admin.bind")
         self.admin_site = web.TCPSite(self.admin_runner, ahost, aport, reuse_address=True)
@@ -83,6 +87,7 @@ class App:
         self.admin_address = _bound(None, [self.admin_site])
 
     async def stop(self) -> None:
+        self.loop_lag.stop()
         if self.mqtt_server is not None:
             self.mqtt_server.close()
         if self.broker is not None:

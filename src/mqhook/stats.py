@@ -1,6 +1,6 @@
 """Plain integer counters bumped on hot paths: no locks, no objects per event.
 
-The admin API and (later) the Prometheus collector read them at request time.
+The admin API and the Prometheus collector (``mqhook.metrics``) read them at request time.
 Reason names follow EMQX's event vocabulary so a counter and a webhook body agree.
 """
 
@@ -14,6 +14,8 @@ from mqhook.mqtt.packets import PACKET_NAMES
 MESSAGE_DROP_REASONS = ("no_subscribers", "receive_maximum_exceeded", "packet_identifier_inuse", "expired")
 # delivery.dropped reasons: one subscriber did not get its copy.
 DELIVERY_DROP_REASONS = ("queue_full", "qos0_msg", "no_local", "expired", "too_large")
+# client.check_authz_complete actions (broker.authz.PUBLISH / SUBSCRIBE).
+AUTHZ_ACTIONS = ("publish", "subscribe")
 # client.disconnected reasons, EMQX names.
 DISCONNECT_REASONS = (
     "normal",
@@ -47,6 +49,8 @@ class Stats:
         self.deliveries_dropped = dict.fromkeys(DELIVERY_DROP_REASONS, 0)
         self.connects: dict[str, int] = {"success": 0}
         self.disconnects = dict.fromkeys(DISCONNECT_REASONS, 0)
+        # Authorization decisions by action; each list is [deny, allow] (index = allowed).
+        self.authz: dict[str, list[int]] = {action: [0, 0] for action in AUTHZ_ACTIONS}
 
     def count_disconnect(self, reason: str) -> None:
         self.disconnects[reason] = self.disconnects.get(reason, 0) + 1
@@ -67,4 +71,5 @@ class Stats:
             "deliveries_dropped": dict(self.deliveries_dropped),
             "connects": dict(self.connects),
             "disconnects": dict(self.disconnects),
+            "authorization": {a: {"allow": n[1], "deny": n[0]} for a, n in self.authz.items()},
         }

@@ -1,10 +1,12 @@
-"""The admin HTTP server (aiohttp.web): health and broker statistics for now."""
+"""The admin HTTP server (aiohttp.web): health, broker statistics and Prometheus ``/metrics``."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 if TYPE_CHECKING:
     from mqhook.broker.broker import Broker
@@ -12,6 +14,7 @@ if TYPE_CHECKING:
 
 BROKER_KEY = web.AppKey("broker", object)
 WEBHOOKS_KEY = web.AppKey("webhooks", object)
+REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -27,10 +30,22 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def make_app(broker: Broker, webhooks: WebhookManager) -> web.Application:
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of the registry (``mqhook.metrics``), read from counters now.
+
+    Served as text format 0.0.4, which every Prometheus 2.x parses: all names are classic ones,
+    so the body is the same as prometheus_client's newer 1.0.0 (UTF-8 names) would be."""
+    body = generate_latest(request.app[REGISTRY_KEY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+
+
+def make_app(broker: Broker, webhooks: WebhookManager, registry: CollectorRegistry | None = None) -> web.Application:
     app = web.Application()
     app[BROKER_KEY] = broker
     app[WEBHOOKS_KEY] = webhooks
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/v1/stats", stats)
+    if registry is not None:
+        app[REGISTRY_KEY] = registry
+        app.router.add_get("/metrics", metrics)
     return app

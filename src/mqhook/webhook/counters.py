@@ -11,14 +11,50 @@ Drop reasons (EMQX adds ``expired``/``resource_stopped``; ours say what happened
 - ``retries_exhausted``: still failing with a retriable outcome after ``max_retries`` retries;
 - ``request_refused``: the request could not be built (a header rendered CR/LF/NUL), not sent;
 - ``stopped``: the webhook was closed before the event could be delivered.
+
+For Prometheus (``mqhook.metrics`` reads these at scrape time): ``outcomes`` counts HTTP attempts
+by outcome (``OUTCOMES``), and three ``Histogram``s are updated once per request, never per event:
+``request_seconds`` (one attempt's duration), ``batch_events`` (events per request) and
+``delivery_seconds`` (event created -> 2xx, weighted by the request's events; see ``Dispatcher``).
 """
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from typing import Any
 
 DROP_REASONS = ("queue_full", "retries_exhausted", "request_refused", "stopped")
+# One HTTP attempt's outcome: the status class, or why there was no status. ``other_status`` is a
+# status outside 200-599 (1xx is never final in aiohttp; a broken server may send 600-999).
+OUTCOMES = ("2xx", "3xx", "4xx", "5xx", "other_status", "timeout", "connection_error")
+REQUEST_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+DELIVERY_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+BATCH_EVENTS_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
+
+
+class Histogram:
+    """Fixed buckets of plain ints (not cumulative; the last one is +Inf) and a sum.
+
+    ``observe`` is one bisect and two additions; a value equal to a bound falls in that bound's
+    bucket (Prometheus ``le``). The exporter makes the counts cumulative at scrape time.
+    """
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float, n: int = 1) -> None:
+        """Record ``n`` observations of ``value``."""
+        self.counts[bisect_left(self.bounds, value)] += n
+        self.sum += value * n
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
 
 
 class Counters:
@@ -33,6 +69,10 @@ class Counters:
         self.inflight = 0  # requests taken from the queue and not finished (incl. waiting to retry)
         self.inflight_events = 0  # events in those requests
         self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+        self.outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)  # HTTP attempts; sums to ``requests``
+        self.request_seconds = Histogram(REQUEST_SECONDS_BUCKETS)
+        self.batch_events = Histogram(BATCH_EVENTS_BUCKETS)
+        self.delivery_seconds = Histogram(DELIVERY_SECONDS_BUCKETS)
         self.last_error: str | None = None
         self.last_error_at: float | None = None  # unix seconds
 

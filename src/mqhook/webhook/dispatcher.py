@@ -17,12 +17,18 @@ connection pool per connector, ``pool_size`` 8). The sender:
 
 ``close(drain_timeout)`` stops the sender from lingering, lets it send what it can within the
 timeout, then cancels; whatever is left is counted ``dropped["stopped"]``.
+
+Metrics, once per request (never per event): ``batch_events`` when a request is built,
+``outcomes`` and ``request_seconds`` per attempt, and on a 2xx ``delivery_seconds``, the age of the
+batch's oldest event (its ``timestamp``, read from its JSON) counted once for each event of the
+batch: exact with ``batch_size`` 1, an upper bound for the newer events of a larger batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 import aiohttp
@@ -38,6 +44,7 @@ from mqhook.webhook.request import (
     RequestBuilder,
     backoff_delay,
     classify,
+    created_ms,
     describe,
     retry_statuses,
     send_once,
@@ -178,6 +185,7 @@ class Dispatcher:
         if self._per_client:
             keys = {key for _, key in batch}
             self._busy |= keys
+        self._c.batch_events.observe(req.count)
         self._c.inflight += 1
         self._c.inflight_events += req.count
         task = asyncio.get_running_loop().create_task(self._deliver(req, batch, keys))
@@ -200,6 +208,9 @@ class Dispatcher:
             c.inflight_events -= n
             if verdict == SUCCESS:
                 c.success += n
+                created = created_ms(batch[0][0])
+                if created is not None:
+                    c.delivery_seconds.observe(max(0.0, time.time() - created / 1000.0), n)
             elif verdict == FAIL:
                 c.failed += n
             elif verdict == EXHAUSTED:
@@ -220,7 +231,10 @@ class Dispatcher:
         while True:
             async with self._pool:
                 out = await send_once(self._session, req, self._builder.attempt_headers(req))
-            self._c.requests += 1
+            c = self._c
+            c.requests += 1
+            c.outcomes[out.kind] += 1
+            c.request_seconds.observe(out.latency)
             verdict = classify(out, self._retry_on)
             if verdict == SUCCESS:
                 self._note_success()
@@ -232,7 +246,7 @@ class Dispatcher:
                 return EXHAUSTED
             delay = backoff_delay(attempt, self._backoff[0], self._backoff[1], out)
             attempt += 1
-            self._c.retried += req.count
+            c.retried += req.count
             await asyncio.sleep(delay)
 
     def _note_error(self, message: str) -> None:

@@ -7,7 +7,8 @@
   kept) so a clientid with a space or ``?`` cannot break the request line or add a query.
   When URL or header templates have variables, a batch only holds events that render them
   the same way, so no event is sent to another event's URL.
-- ``send_once`` makes one attempt and never raises for network trouble: it returns an ``Outcome``.
+- ``send_once`` makes one attempt and never raises for network trouble: it returns an ``Outcome``,
+  whose ``kind`` is one of ``counters.OUTCOMES`` (status class, ``timeout``, ``connection_error``).
 - ``classify``: 2xx success; a status in ``retry_on`` (default 429 and 5xx) or any connection
   error / timeout is retried; every other status fails at once. EMQX retries only 429, 503 and
   transport errors, with no backoff and ignoring ``Retry-After`` (issue #12869).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
@@ -35,6 +37,14 @@ from mqhook.webhook.template import Context, Template, compile_template
 REPLY_LIMIT = 65536  # bytes of a reply read (the rest is discarded with the connection)
 USER_AGENT = f"mqhook/{__version__}"
 SUCCESS, RETRY, FAIL = "success", "retry", "fail"
+_STATUS_KINDS = {2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+# The event's own top-level ``timestamp`` (ms). No other key of an event can match: the string
+# ``"timestamp":`` cannot occur inside a JSON string, and nested maps (User-Property,
+# client_attrs) hold string values, which do not start with a digit. Event Structs encode it
+# among their last fields (after the payload), so it is looked for from the end first.
+_TIMESTAMP_KEY = b'"timestamp":'
+_DIGITS = re.compile(rb"\d+")
+_TIMESTAMP = re.compile(rb'"timestamp":(\d+)')
 
 
 class RenderRefused(Exception):
@@ -128,11 +138,12 @@ class RequestBuilder:
 class Outcome:
     """What one attempt produced: a status and reply, or an error string."""
 
-    __slots__ = ("error", "latency", "reply", "retry_after", "status")
+    __slots__ = ("error", "kind", "latency", "reply", "retry_after", "status")
 
     def __init__(self) -> None:
         self.status: int | None = None
         self.error: str | None = None
+        self.kind = "connection_error"  # one of counters.OUTCOMES
         self.retry_after: str | None = None
         self.reply = b""
         self.latency = 0.0
@@ -146,10 +157,13 @@ async def send_once(session: aiohttp.ClientSession, req: Request, headers: dict[
     try:
         async with session.request(req.method, req.url, data=req.body, headers=headers, allow_redirects=False) as resp:
             out.status = resp.status
+            out.kind = _STATUS_KINDS.get(resp.status // 100, "other_status")
             out.retry_after = resp.headers.get("Retry-After")
             out.reply = await _read_reply(resp)
     except TimeoutError:
         out.error = f"timeout after {loop.time() - start:.3f}s"
+        if out.status is None:  # a timeout while reading the reply keeps the status's kind, as classify does
+            out.kind = "timeout"
     except aiohttp.ClientConnectorError as exc:
         reason = "connection refused" if isinstance(exc.os_error, ConnectionRefusedError) else exc.os_error
         out.error = f"cannot connect to {exc.host}:{exc.port}: {reason}"
@@ -169,6 +183,18 @@ async def _read_reply(resp: aiohttp.ClientResponse) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+def created_ms(raw: bytes) -> int | None:
+    """The ``timestamp`` (ms, when the event was built) of one queued event's JSON; None if absent."""
+    i = raw.rfind(_TIMESTAMP_KEY)
+    if i < 0:
+        return None
+    m = _DIGITS.match(raw, i + len(_TIMESTAMP_KEY))
+    if m is not None:
+        return int(m.group())
+    found = _TIMESTAMP.search(raw)  # the last one was a nested string value: take the first number
+    return int(found.group(1)) if found else None
 
 
 def retry_statuses(cfg: WebhookConfig) -> frozenset[int]:

@@ -103,6 +103,10 @@ class Webhook(Counters):
     def queuing(self) -> int:
         return len(self._queue)
 
+    @property
+    def queuing_bytes(self) -> int:
+        return self._queue.nbytes
+
     def stats(self) -> dict[str, Any]:
         out = self.counters(len(self._queue), self._queue.nbytes)
         out["saturated"] = self._saturated
