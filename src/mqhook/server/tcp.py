@@ -28,6 +28,9 @@ log = logging.getLogger("mqhook.server")
 # libuv may read megabytes from one publisher within a single tick, and a subscriber's
 # copies must reach its socket meanwhile, not pile up in our list.
 FLUSH_BYTES = 65536
+# libuv reads a busy socket up to 32 times per loop iteration: after this many bytes one
+# connection pauses until the next iteration, so other sockets and timers get their turn.
+READ_BUDGET = 262144
 
 
 def _addr(info: Any) -> str:
@@ -54,6 +57,7 @@ class MqttProtocol(asyncio.Protocol):
         self._keepalive = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._held: list[Any] | None = None  # packets waiting while reading is paused for backpressure
+        self._read_bytes = 0  # since this connection last yielded to the loop
 
     # -- asyncio.Protocol -----------------------------------------------------
 
@@ -70,8 +74,13 @@ class MqttProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._last_rx = self.loop.time()
-        stats = self.stats
-        stats.bytes_received += len(data)
+        size = len(data)
+        self.stats.bytes_received += size
+        self._read_bytes += size
+        if self._read_bytes >= READ_BUDGET and self._held is None:
+            self._read_bytes = 0
+            self.transport.pause_reading()  # type: ignore[union-attr]
+            self.loop.call_soon(self._read_again)
         try:
             packets = self.decoder.feed(data)
         except ProtocolError as exc:
@@ -105,6 +114,12 @@ class MqttProtocol(asyncio.Protocol):
                 self.transport.pause_reading()  # type: ignore[union-attr]
                 hooks.on_relief(self._relieved)
                 return
+
+    def _read_again(self) -> None:
+        """The loop has had its turn: read on, unless a webhook's backpressure holds this client."""
+        transport = self.transport
+        if self._held is None and transport is not None and not transport.is_closing():
+            transport.resume_reading()
 
     def _relieved(self) -> None:
         held, self._held = self._held, None
