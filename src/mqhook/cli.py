@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     sink = sub.add_parser("sink", help="a little webhook receiver: prints every body, answers 200")
     sink.add_argument("--host", default="127.0.0.1")
     sink.add_argument("--port", type=int, default=5000)
+    sub.add_parser("bench", help="load-test harness and webhook receiver (see `mqhook bench --help`)", add_help=False)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -45,6 +46,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # its own parser, imported only when asked for
+        from mqhook.loadtest.cli import main as bench_main
+
+        return bench_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "version":
         print(__version__)
