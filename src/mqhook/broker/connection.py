@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mqhook.broker import connect
@@ -54,6 +55,7 @@ _CLOSE_REASONS = {
 }
 
 _PINGRESP = b"\xd0\x00"
+_NO_PROPS: dict[str, Any] = {}  # shared, never written: DISCONNECT replaces it with its own dict
 
 
 class Link(Protocol):
@@ -72,6 +74,35 @@ class Link(Protocol):
 
 
 class Connection:
+    # Slots and a class-level handler table keep an idle connection small (no per-instance
+    # __dict__, no eleven bound methods): memory per connection is a target of its own.
+    __slots__ = (
+        "aliases",
+        "broker",
+        "clean_start",
+        "client_id",
+        "close_reason",
+        "config",
+        "connect_props",
+        "connected_at",
+        "disconnect_props",
+        "keepalive",
+        "level",
+        "link",
+        "max_packet_out",
+        "peerhost",
+        "proto_name",
+        "receive_maximum",
+        "saturated",
+        "session",
+        "state",
+        "stats",
+        "username",
+        "v5",
+        "will",
+        "will_delay",
+    )
+
     def __init__(self, broker: Broker, link: Link) -> None:
         self.broker = broker
         self.link = link
@@ -86,7 +117,7 @@ class Connection:
         self.will: P.Will | None = None
         self.will_delay = 0
         self.keepalive = 0
-        self.aliases: dict[int, str] = {}
+        self.aliases: dict[int, str] | None = None  # inbound topic aliases, made on first use
         self.max_packet_out = 268435455  # the client's Maximum-Packet-Size
         self.saturated = False  # set by the link when the transport's write buffer is full
         self.close_reason = "tcp_closed"
@@ -96,21 +127,8 @@ class Connection:
         self.connect_props: dict[str, Any] = {}
         self.receive_maximum = 65535
         self.connected_at = 0  # ms
-        self.disconnect_props: dict[str, Any] = {}
+        self.disconnect_props: dict[str, Any] = _NO_PROPS
         self.peerhost = "undefined"  # the link sets it once the socket is known
-        self._handlers: dict[int, Any] = {
-            P.CONNECT: self._on_connect,
-            P.PUBLISH: self._on_publish,
-            P.PUBACK: self._on_puback,
-            P.PUBREC: self._on_pubrec,
-            P.PUBREL: self._on_pubrel,
-            P.PUBCOMP: self._on_pubcomp,
-            P.SUBSCRIBE: self._on_subscribe,
-            P.UNSUBSCRIBE: self._on_unsubscribe,
-            P.PINGREQ: self._on_pingreq,
-            P.DISCONNECT: self._on_disconnect,
-            P.AUTH: self._on_auth,
-        }
 
     # -- input ----------------------------------------------------------------
 
@@ -125,7 +143,7 @@ class Connection:
             name = P.PACKET_NAMES.get(ptype, str(ptype))
             where = "before CONNECT [MQTT-3.1.0-1]" if self.state == AWAIT_CONNECT else "from a client"
             raise ProtocolError(R.PROTOCOL_ERROR, f"{name} is not allowed {where}")
-        self._handlers[ptype](packet)
+        _HANDLERS[ptype](self, packet)
 
     def _on_connect(self, p: P.Connect) -> None:
         connect.handle_connect(self, p)
@@ -187,7 +205,10 @@ class Connection:
             code = R.NO_MATCHING_SUBSCRIBERS if n == 0 and self.v5 else 0
             self._send(P.Puback(pid, code))
         elif qos == 2:
-            session.awaiting_rel.add(pid)
+            awaiting = session.awaiting_rel
+            if not isinstance(awaiting, set):
+                awaiting = session.awaiting_rel = set()  # the shared empty frozenset is never written
+            awaiting.add(pid)
             code = R.NO_MATCHING_SUBSCRIBERS if n == 0 and self.v5 else 0
             self._send(P.Pubrec(pid, code))
 
@@ -213,9 +234,11 @@ class Connection:
                 R.TOPIC_ALIAS_INVALID, f"Topic Alias {alias} is outside 1..{self.config.topic_alias_maximum}"
             )
         if topic:
+            if self.aliases is None:
+                self.aliases = {}
             self.aliases[alias] = topic
             return topic
-        known = self.aliases.get(alias)
+        known = self.aliases.get(alias) if self.aliases is not None else None
         if known is None:
             raise ProtocolError(R.PROTOCOL_ERROR, f"Topic Alias {alias} was never set on this connection")
         return known
@@ -242,7 +265,7 @@ class Connection:
     def _on_pubrel(self, p: P.Pubrel) -> None:
         assert self.session is not None
         awaiting = self.session.awaiting_rel
-        if p.packet_id in awaiting:
+        if p.packet_id in awaiting and isinstance(awaiting, set):
             awaiting.discard(p.packet_id)
             self._send(P.Pubcomp(p.packet_id))
         else:
@@ -385,3 +408,18 @@ class Connection:
                 hooks.client_disconnected(self, self.close_reason, self.disconnect_props)
             self.broker.detach(session, self)
         self.link.close()
+
+
+_HANDLERS: dict[int, Callable[[Connection, Any], None]] = {
+    P.CONNECT: Connection._on_connect,
+    P.PUBLISH: Connection._on_publish,
+    P.PUBACK: Connection._on_puback,
+    P.PUBREC: Connection._on_pubrec,
+    P.PUBREL: Connection._on_pubrel,
+    P.PUBCOMP: Connection._on_pubcomp,
+    P.SUBSCRIBE: Connection._on_subscribe,
+    P.UNSUBSCRIBE: Connection._on_unsubscribe,
+    P.PINGREQ: Connection._on_pingreq,
+    P.DISCONNECT: Connection._on_disconnect,
+    P.AUTH: Connection._on_auth,
+}

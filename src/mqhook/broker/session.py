@@ -23,6 +23,9 @@ AWAIT_ACK = 0  # PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2)
 AWAIT_COMP = 1  # PUBREL sent, waiting for PUBCOMP
 
 
+_NO_IDS: frozenset[int] = frozenset()
+
+
 class Outgoing:
     """One unacknowledged outbound QoS 1/2 message."""
 
@@ -68,8 +71,10 @@ class Session:
         self.subscriptions: dict[str, SubOptions] = {}
         self.inflight: dict[int, Outgoing] = {}
         self.inflight_max = 32
-        self.queue: deque[tuple[Message, int, bool, int | None]] = deque()
-        self.awaiting_rel: set[int] = set()  # inbound QoS 2 packet ids before PUBREL
+        # Made on first use: most sessions never queue, and an empty deque costs ~600 bytes.
+        self.queue: deque[tuple[Message, int, bool, int | None]] | None = None
+        # Inbound QoS 2 packet ids before PUBREL; a shared empty frozenset until the first one.
+        self.awaiting_rel: set[int] | frozenset[int] = _NO_IDS
         self.next_pid = 1
         self.expiry_timer: Any = None
         self.will: Will | None = None  # a delayed will waiting to be published
@@ -90,10 +95,13 @@ class Session:
         elif conn is not None and qos == 0:
             self.dropped(msg, qos, "qos0_msg")
             return
-        if len(self.queue) >= self.max_queued:
+        queue = self.queue
+        if queue is None:
+            queue = self.queue = deque()
+        if len(queue) >= self.max_queued:
             self.dropped(msg, qos, "queue_full" if qos else "qos0_msg")
             return
-        self.queue.append((msg, qos, retain, sub_id))
+        queue.append((msg, qos, retain, sub_id))
 
     def dropped(self, msg: Message, qos: int, reason: str) -> None:
         """Count (and report) one copy for this session that will never be sent."""
@@ -177,5 +185,5 @@ class Session:
 
     def clear_flows(self) -> None:
         self.inflight.clear()
-        self.queue.clear()
-        self.awaiting_rel.clear()
+        self.queue = None
+        self.awaiting_rel = _NO_IDS

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sys
 from typing import TYPE_CHECKING, Any
 
 from mqhook.broker.connection import Connection
@@ -41,6 +42,25 @@ def _addr(info: Any) -> str:
 
 
 class MqttProtocol(asyncio.Protocol):
+    __slots__ = (
+        "_flush_pending",
+        "_held",
+        "_keepalive",
+        "_last_rx",
+        "_out",
+        "_out_size",
+        "_read_bytes",
+        "_timer",
+        "broker",
+        "conn",
+        "decoder",
+        "loop",
+        "peername",
+        "sockname",
+        "stats",
+        "transport",
+    )
+
     def __init__(self, broker: Broker, loop: asyncio.AbstractEventLoop) -> None:
         self.broker = broker
         self.loop = loop
@@ -68,8 +88,9 @@ class MqttProtocol(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(high=self.broker.config.write_buffer_high)  # type: ignore[attr-defined]
         self.peername = _addr(transport.get_extra_info("peername"))
-        self.conn.peerhost = self.peername.rpartition(":")[0] or "undefined"
-        self.sockname = _addr(transport.get_extra_info("sockname"))
+        # Interned: thousands of connections share one listener address and a few peer hosts.
+        self.conn.peerhost = sys.intern(self.peername.rpartition(":")[0] or "undefined")
+        self.sockname = sys.intern(_addr(transport.get_extra_info("sockname")))
         self.set_keepalive(self.broker.config.idle_timeout)  # until CONNECT sets the real keepalive
 
     def data_received(self, data: bytes) -> None:
