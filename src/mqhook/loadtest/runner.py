@@ -213,6 +213,11 @@ class Bench:
             pubs = [r for w in pub_results for r in w["pubs"]]
             expected = sc.fan * sum(r["sent"] for r in pubs)
             drain_stalled = await self._wait(lambda: counters.total(Counters.DISTINCT), expected, deadline)
+            if not drain_stalled:
+                # Distinct counts are per subscriber: in a shared group, one sequence number delivered
+                # to two members counts twice, so also wait for every packet written to arrive.
+                packets = sc.fan * sum(r.get("packets", r["sent"]) for r in pubs)
+                drain_stalled = await self._wait(lambda: counters.total(Counters.RECEIVED), packets, deadline)
             sink_stalled = False
             if sink is not None:
                 published = sum(r["sent"] for r in pubs)
