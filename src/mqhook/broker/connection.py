@@ -4,9 +4,8 @@ The legal (state, packet type) pairs live in one table, ``LEGAL``; anything
 else is a protocol error that closes this connection only. The connection
 never touches a socket: it writes bytes to its ``Link`` and asks the link to
 close or to arm the keepalive timer. ``server/`` implements the Link.
-
-A little over the ~400-line guide on purpose: the handlers of every packet type stay beside
-the one table that says which are legal, so the state machine reads in one place.
+Packet families with a lot to say live beside it (``connect``, ``publish``, ``subscribe``); the
+handler table at the end of this module points straight at them.
 """
 
 from __future__ import annotations
@@ -18,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mqhook.broker import connect
 from mqhook.broker.authz import PUBLISH
-from mqhook.broker.message import HOP_BY_HOP, Message
+from mqhook.broker.message import Message
+from mqhook.broker.publish import handle_publish
 from mqhook.broker.subscribe import handle_subscribe, handle_unsubscribe
 from mqhook.errors import ProtocolError
 from mqhook.mqtt import packets as P
@@ -151,70 +151,6 @@ class Connection:
     def _on_connect(self, p: P.Connect) -> None:
         connect.handle_connect(self, p)
 
-    def _on_publish(self, p: P.Publish) -> None:
-        qos = p.qos
-        if qos > self.config.max_qos:
-            raise ProtocolError(R.QOS_NOT_SUPPORTED, f"PUBLISH QoS {qos} exceeds the server's Maximum QoS")
-        if p.retain and not self.config.retain_available:
-            raise ProtocolError(
-                R.RETAIN_NOT_SUPPORTED, "retained messages are not supported (Retain Available is 0) [MQTT-3.3.1-8]"
-            )
-        topic = p.topic
-        props = p.properties
-        expiry_at = None
-        if props:
-            topic = self._resolve_alias(topic, props)
-            expiry = props.get("Message-Expiry-Interval")
-            if expiry is not None:
-                expiry_at = self.broker.clock.time() + expiry
-            for key in HOP_BY_HOP:
-                props.pop(key, None)
-        self.stats.messages_received[qos] += 1
-        session = self.session
-        assert session is not None
-        pid: int = p.packet_id or 0
-        broker = self.broker
-        msg = Message(
-            topic,
-            p.payload,
-            qos,
-            p.retain,
-            props,
-            self.client_id,
-            expiry_at,
-            self.username,
-            self.peerhost,
-            p.dup,
-            self.link.peername,
-        )
-        if qos == 2:
-            if pid in session.awaiting_rel:
-                # A retransmission before PUBREL: acknowledge, never route twice [MQTT-4.3.3-10].
-                broker.message_dropped(msg, "packet_identifier_inuse")
-                self._send(P.Pubrec(pid))
-                return
-            if len(session.awaiting_rel) >= self.config.receive_maximum:
-                broker.message_dropped(msg, "receive_maximum_exceeded")
-                raise ProtocolError(
-                    R.RECEIVE_MAXIMUM_EXCEEDED, "more unacknowledged QoS 2 PUBLISH than Receive Maximum"
-                )
-        if not self._authorized(topic):
-            if qos:  # v5 says why; 3.1.1 has no negative PUBACK, so the message is acked and dropped
-                code = R.NOT_AUTHORIZED if self.v5 else 0
-                self._send(P.Puback(pid, code) if qos == 1 else P.Pubrec(pid, code))
-            return
-        n = broker.publish(msg)
-        if qos == 1:
-            code = R.NO_MATCHING_SUBSCRIBERS if n == 0 and self.v5 else 0
-            self._send(P.Puback(pid, code))
-        elif qos == 2:
-            awaiting = session.awaiting_rel
-            if not isinstance(awaiting, set):
-                awaiting = session.awaiting_rel = set()  # the shared empty frozenset is never written
-            awaiting.add(pid)
-            code = R.NO_MATCHING_SUBSCRIBERS if n == 0 and self.v5 else 0
-            self._send(P.Pubrec(pid, code))
-
     def _authorized(self, topic: str, action: str = PUBLISH) -> bool:
         """Ask the authorizer and report the decision (client.check_authz_complete)."""
         broker = self.broker
@@ -224,27 +160,6 @@ class Connection:
         if hooks.want_authz:
             hooks.check_authz_complete(self, topic, action, "allow" if allowed else "deny", broker.authorizer.source)
         return allowed
-
-    def _resolve_alias(self, topic: str, props: dict[str, Any]) -> str:
-        """Inbound Topic Alias (section 3.3.2.3.4): set on a named PUBLISH, used on an empty one."""
-        alias = props.get("Topic-Alias")
-        if alias is None:
-            if not topic:
-                raise ProtocolError(R.PROTOCOL_ERROR, "PUBLISH with an empty topic and no Topic Alias")
-            return topic
-        if alias == 0 or alias > self.config.topic_alias_maximum:
-            raise ProtocolError(
-                R.TOPIC_ALIAS_INVALID, f"Topic Alias {alias} is outside 1..{self.config.topic_alias_maximum}"
-            )
-        if topic:
-            if self.aliases is None:
-                self.aliases = {}
-            self.aliases[alias] = topic
-            return topic
-        known = self.aliases.get(alias) if self.aliases is not None else None
-        if known is None:
-            raise ProtocolError(R.PROTOCOL_ERROR, f"Topic Alias {alias} was never set on this connection")
-        return known
 
     def _on_puback(self, p: P.Puback) -> None:
         assert self.session is not None
@@ -415,7 +330,7 @@ class Connection:
 
 _HANDLERS: dict[int, Callable[[Connection, Any], None]] = {
     P.CONNECT: Connection._on_connect,
-    P.PUBLISH: Connection._on_publish,
+    P.PUBLISH: handle_publish,
     P.PUBACK: Connection._on_puback,
     P.PUBREC: Connection._on_pubrec,
     P.PUBREL: Connection._on_pubrel,
