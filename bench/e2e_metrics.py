@@ -6,9 +6,10 @@ Run from the project root::
 
 One ``mqhook run`` process (its config holds ``--webhooks`` idle webhooks on ``nobody/#``, so a
 scrape formats as many series as a real deployment with that many webhooks) serves every run.
-Each run is one ``bench/loadgen.py`` (1 QoS 0 publisher -> 1 subscriber, N messages); in a
-*scraped* run this orchestrator also GETs ``/metrics`` every ``--interval`` seconds for as long
-as the loadgen runs, like a Prometheus with ``scrape_interval: 1s``. Runs go in ABBA order
+Each run is one run of the load-test harness (``mqhook.loadtest``, in this process: 1 QoS 0
+publisher -> 1 subscriber, N messages, fresh connections and topics); in a *scraped* run a thread
+also GETs ``/metrics`` every ``--interval`` seconds for as long as the load runs, like a Prometheus
+with ``scrape_interval: 1s``. Runs go in ABBA order
 (A = not scraped, B = scraped; ``--repeat`` times), so slow drift of a shared machine cancels;
 each neighbouring A/B pair gives one ratio of B's msg/s to A's, and the report shows their median,
 range and the ratio of the means. The same is done for broker CPU per message.
@@ -17,10 +18,11 @@ A second, steadier figure: the broker's CPU per scrape, measured on the idle bro
 scrapes back to back, minus the CPU of the same wall time without scrapes). At one scrape per
 second that CPU is the share of the broker's core the scrapes take.
 
-Child processes, waits and clean-up come from ``e2e_webhook.py`` (bounded waits, SIGTERM then
-SIGKILL, ``PR_SET_PDEATHSIG``); see bench/README.md.
+The broker, the load and the clean-up come from ``e2e_webhook.py``, i.e. from the harness
+(bounded waits, SIGTERM then SIGKILL, ``PR_SET_PDEATHSIG``); see bench/README.md.
 
-Results (2 vCPU AMD EPYC, shared with other work, Python 3.11.7, uvloop 0.23.0, prometheus_client
+Results (measured with the generator this script used before the harness, ``bench/loadgen.py``,
+same meaning of every figure; 2 vCPU AMD EPYC, shared with other work, Python 3.11.7, uvloop 0.23.0, prometheus_client
 0.26.0; default options: 600000 msgs of 64 B, 10 webhooks, one scrape per second):
 
 - idle broker: 12.05 and 12.25 ms CPU per scrape of 58.9 KB = 1.2% of a core at 1 scrape/s
@@ -36,13 +38,11 @@ Results (2 vCPU AMD EPYC, shared with other work, Python 3.11.7, uvloop 0.23.0, 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shlex
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,8 +52,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from mqhook.loadtest.brokers import BrokerProcess
+from mqhook.loadtest.packets import MIN_PAYLOAD
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e_webhook import LOADGEN, READY_BROKER, TOPIC, Children, _raise_interrupt, git_commit
+from e2e_webhook import _raise_interrupt, git_commit, load, measure, run_async, start_broker
 
 
 class Scraper(threading.Thread):
@@ -90,35 +93,23 @@ def write_config(path: Path, webhooks: int) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def run_loadgen(children: Children, host: str, port: str, args: argparse.Namespace, tag: str) -> dict[str, Any]:
-    cmd = [sys.executable, str(LOADGEN), "--host", host, "--port", port, "--messages", str(args.messages)]
-    cmd += ["--payload", str(args.payload), "--topic", TOPIC, "--window", str(args.window), "--tag", tag]
-    cmd += ["--stall", "10", "--timeout", str(args.run_timeout)]
-    lg = children.start("loadgen", cmd, None)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        lg.proc.wait(args.run_timeout + 10)
-    children.stop(lg, timeout=3.0)
-    for line in reversed(lg.stdout):
-        with contextlib.suppress(ValueError):
-            return dict(json.loads(line))
-    return {"error": "loadgen printed no result: " + " | ".join(list(lg.lines)[-5:]), "msg_per_s": 0.0}
-
-
-def one_run(children: Children, broker: Any, host: str, port: str, admin: str, args: argparse.Namespace, i: int,
-            scraped: bool) -> dict[str, Any]:  # fmt: skip
-    scraper = Scraper(f"{admin}/metrics", args.interval) if scraped else None
+def one_run(broker: BrokerProcess, args: argparse.Namespace, scraped: bool) -> dict[str, Any]:
+    scraper = Scraper(f"http://{broker.admin}/metrics", args.interval) if scraped else None
+    sc = load(args.messages, args.payload, args.window, stall=10.0, timeout=args.run_timeout)
     cpu0 = broker.cpu_seconds() or 0.0
     if scraper:
         scraper.start()
     try:
-        lg = run_loadgen(children, host, port, args, tag=f"m{i}")
+        run = run_async(measure(sc, broker))
     finally:
         if scraper:
             scraper.stopped.set()
             scraper.join(10)
     cpu = (broker.cpu_seconds() or 0.0) - cpu0
-    res: dict[str, Any] = {"scraped": scraped, "loadgen": lg, "msg_per_s": lg.get("msg_per_s") or 0.0}
-    res["lost"] = lg.get("lost")
+    # msg/s: received / (first publish -> last receipt); lost: by message id, of all N
+    res: dict[str, Any] = {"scraped": scraped, "load": run, "msg_per_s": run.get("msgs_out_per_s") or 0.0}
+    res["lost"] = args.messages - (run.get("distinct") or 0)
+    res["errors"] = run.get("errors", [])
     res["broker_cpu_s"] = round(cpu, 3)
     res["cpu_us_per_msg"] = round(cpu / args.messages * 1e6, 3)
     if scraper:
@@ -129,9 +120,9 @@ def one_run(children: Children, broker: Any, host: str, port: str, admin: str, a
     return res
 
 
-def probe_scrape_cpu(broker: Any, admin: str, n: int) -> dict[str, Any]:
+def probe_scrape_cpu(broker: BrokerProcess, n: int) -> dict[str, Any]:
     """Broker CPU per scrape on the idle broker: n scrapes back to back, minus idle CPU for as long."""
-    url = f"{admin}/metrics"
+    url = f"http://{broker.admin}/metrics"
     cpu0, t0 = broker.cpu_seconds() or 0.0, time.monotonic()
     size = 0
     for _ in range(n):
@@ -158,17 +149,17 @@ def pair_ratios(runs: list[dict[str, Any]], key: str) -> list[float]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Broker QoS 0 throughput with /metrics scraped every second vs not")
     p.add_argument("--messages", type=int, default=600_000, help="QoS 0 messages per run (default 600000)")
-    p.add_argument("--payload", type=int, default=64, help="payload bytes, >= 10 (default 64)")
+    p.add_argument("--payload", type=int, default=64, help=f"payload bytes, >= {MIN_PAYLOAD} (default 64)")
     p.add_argument("--repeat", type=int, default=3, help="ABBA blocks (default 3: 12 runs)")
     p.add_argument("--webhooks", type=int, default=10, help="idle webhooks configured (series per scrape)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between scrapes (default 1)")
-    p.add_argument("--window", type=int, default=10_000, help="loadgen: max messages in flight (default 10000)")
+    p.add_argument("--window", type=int, default=10_000, help="max messages in flight (default 10000)")
     p.add_argument("--probe", type=int, default=200, help="back-to-back scrapes for the CPU-per-scrape figure")
-    p.add_argument("--run-timeout", type=float, default=60.0, help="hard cap per loadgen run, seconds")
+    p.add_argument("--run-timeout", type=float, default=60.0, help="hard cap per run, seconds")
     p.add_argument("--json", metavar="FILE", help="write every figure to FILE")
     args = p.parse_args(argv)
-    if args.messages < 1 or args.payload < 10 or args.repeat < 1 or args.interval <= 0:
-        p.error("--messages, --repeat >= 1; --payload >= 10; --interval > 0")
+    if args.messages < 1 or args.payload < MIN_PAYLOAD or args.repeat < 1 or args.interval <= 0:
+        p.error(f"--messages, --repeat >= 1; --payload >= {MIN_PAYLOAD}; --interval > 0")
     return args
 
 
@@ -225,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.payload} B, {args.webhooks} webhooks, scrape every {args.interval:g} s, {os.cpu_count()} CPUs",
         flush=True,
     )
-    children = Children()
+    broker: BrokerProcess | None = None
     runs: list[dict[str, Any]] = []
     probe: dict[str, Any] = {}
     t0 = time.monotonic()
@@ -233,26 +224,23 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="mqhook-metrics-") as tmp:
             cfg = Path(tmp) / "broker.toml"
             write_config(cfg, args.webhooks)
-            cmd = [sys.executable, "-m", "mqhook", "run", "--mqtt-bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0"]
-            broker = children.start("broker", [*cmd, "--config", str(cfg), "--log-level", "warning"], READY_BROKER)
-            m = broker.wait_ready(20.0)
-            host, _, port = m.group(1).rpartition(":")
-            admin = f"http://{m.group(2)}"
+            broker = start_broker(cfg)
             time.sleep(1.0)  # let start-up settle before the idle probe
-            probe = probe_scrape_cpu(broker, admin, args.probe)
-            for i, scraped in enumerate(order):
-                runs.append(one_run(children, broker, host.strip("[]"), port, admin, args, i, scraped))
+            probe = probe_scrape_cpu(broker, args.probe)
+            for scraped in order:
+                runs.append(one_run(broker, args, scraped))
     except KeyboardInterrupt:
         print("\ninterrupted: stopping child processes", file=sys.stderr)
         return 130
     finally:
-        children.stop_all()
+        if broker is not None:
+            broker.stop(timeout=15.0)
     summary = report(runs, probe, args)
     print(f"total wall: {time.monotonic() - t0:.1f} s\ncommand: {command}\nmqhook commit: {git_commit()}")
     if args.json:
         doc = {"command": command, "commit": git_commit(), "params": vars(args), "summary": summary, "runs": runs}
         Path(args.json).write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    return 1 if summary["lost"] or any(r["loadgen"].get("error") for r in runs) else 0
+    return 1 if summary["lost"] or any(r["errors"] for r in runs) else 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Run from the project root::
 
 Scenarios, each against a fresh ``mqhook run`` process, back to back in one run (see bench/README.md):
 
-1. ``baseline``: no webhook; N QoS 0 publishes, 1 publisher -> 1 subscriber on one topic;
+1. ``baseline``: no webhook; N QoS 0 publishes, 1 publisher -> 1 subscriber;
 2. ``unrelated``: a webhook on ``message.publish`` for ``nobody/#`` only (should cost ~nothing);
 3. ``batch1``: a webhook on every publish, ``batch_size`` 1 (``--messages-b1`` messages, fewer);
 4. ``batch100``: the same with ``batch_size`` 100, ``batch_time`` "5ms", all N messages.
@@ -15,25 +15,25 @@ The machine is shared and noisy, so the figures that matter are ratios to the ba
 run: every scenario runs between two baseline runs (B 2 B 3 B 4 B 2 B ...; ``--repeat`` passes) and
 is divided by the mean of those two neighbours; the table shows the median of these paired ratios.
 
-Processes: this orchestrator (idle while measuring), the broker, ``bench/loadgen.py`` (publisher
-and subscriber) and, with a webhook, a receiver (``e2e_webhook.py receiver``, aiohttp).
+Built on the load-test harness (``mqhook.loadtest``, ``mqhook bench``): the broker is started with
+``brokers.start_mqhook``, the load is one ``runner.Bench.run_once`` (its generator runs in this
+process: 1 publisher, 1 subscriber, hand-built MQTT 3.1.1 on uvloop) and the webhook receiver is the
+harness's sink in a child process (``runner.start_sink``). This script adds what is specific to
+mqhook's webhooks: the config of each scenario, the ``/api/v1/stats`` queue sampling, the
+interleaved baselines and the table.
 
-Every wait is bounded (start-up, stall, hard timeouts) and every child is stopped in ``finally``
-(SIGTERM, then SIGKILL); children also get SIGTERM if this process dies (PR_SET_PDEATHSIG), and
-run in their own session so Ctrl-C reaches only this process, which then stops them.
+Every wait is bounded (start-up, stall, the scenario's hard timeout, ``--budget``) and every child
+is stopped in ``finally`` (SIGTERM, then SIGKILL); children also get SIGTERM if this process dies
+(PR_SET_PDEATHSIG), and run in their own session so Ctrl-C reaches only this process.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
-import ctypes
 import json
 import os
 import platform
-import queue
-import re
 import shlex
 import signal
 import statistics
@@ -42,228 +42,58 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import uvloop
+
+from mqhook.loadtest import brokers, runner
+from mqhook.loadtest.packets import MIN_PAYLOAD
+from mqhook.loadtest.report import render
+from mqhook.loadtest.rpc import Remote, RemoteError
+from mqhook.loadtest.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
-LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
-TOPIC = "bench/t"
-READY_BROKER = re.compile(r"listening mqtt=(\S+) admin=(\S+)")
-READY_RECEIVER = re.compile(r"receiver listening port=(\d+)")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-RAW_KEYS = ("loadgen", "receiver", "receiver_final", "stats", "config", "webhook_stats")
-
-
-# =============================================================================================
-# The webhook receiver (runs in its own process: ``e2e_webhook.py receiver``)
-# =============================================================================================
-
-
-def receiver_main(argv: list[str]) -> int:
-    """Count webhook events: a body is one JSON object or a JSON array of them.
-
-    Each event's ``payload`` starts with the loadgen's 10-digit sequence number, marked in a
-    bitmap, so duplicates are told from distinct events. Answers 200 (400 to a body that is not
-    JSON events, counted as ``bad``). ``GET /count`` returns the counters and the monotonic time of
-    the first and last request with events (CLOCK_MONOTONIC is system-wide on Linux, so the
-    orchestrator compares it with the loadgen's clock).
-    """
-    import asyncio
-    import socket
-
-    import msgspec
-    import uvloop
-    from aiohttp import web
-
-    p = argparse.ArgumentParser(prog="e2e_webhook.py receiver")
-    p.add_argument("--expect", type=int, default=0, help="sequence numbers 0..expect-1 are tracked")
-    p.add_argument("--max-seconds", type=float, default=900.0, help="exit on its own after this long")
-    args = p.parse_args(argv)
-
-    class Event(msgspec.Struct):
-        payload: str = ""  # every other field is skipped by the decoder
-
-    decoder = msgspec.json.Decoder(Event | list[Event])
-    seen = bytearray(args.expect)
-    st = {
-        "requests": 0,
-        "events": 0,
-        "distinct": 0,
-        "dups": 0,
-        "foreign": 0,
-        "bad": 0,
-        "max_batch": 0,
-        "t_first": 0.0,
-        "t_last": 0.0,
-    }
-
-    async def hook(request: web.Request) -> web.Response:
-        body = await request.read()
-        now = time.monotonic()
-        st["requests"] += 1
-        try:
-            obj = decoder.decode(body)
-        except msgspec.DecodeError:
-            st["bad"] += 1
-            return web.Response(status=400, text="not JSON events")
-        events = obj if isinstance(obj, list) else [obj]
-        if not events:
-            return web.Response(text="ok")
-        if not st["events"]:
-            st["t_first"] = now
-        st["t_last"] = now
-        st["events"] += len(events)
-        st["max_batch"] = max(st["max_batch"], len(events))
-        expect = args.expect
-        for ev in events:
-            try:
-                seq = int(ev.payload[:10])
-            except ValueError:
-                seq = -1
-            if not 0 <= seq < expect:
-                st["foreign"] += 1
-            elif seen[seq]:
-                st["dups"] += 1
-            else:
-                seen[seq] = 1
-                st["distinct"] += 1
-        return web.Response(text="ok")
-
-    async def count(request: web.Request) -> web.Response:
-        return web.json_response({**st, "now": time.monotonic(), "cpu_s": time.process_time()})
-
-    async def serve() -> None:
-        app = web.Application()
-        app.router.add_get("/count", count)
-        app.router.add_route("*", "/{tail:.*}", hook)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        site = web.SockSite(runner, sock)
-        await site.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        print(f"receiver listening port={sock.getsockname()[1]}", flush=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), args.max_seconds)
-        await runner.cleanup()
-
-    uvloop.run(serve())
-    return 0
-
-
-# =============================================================================================
-# Child processes
-# =============================================================================================
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Child:
-    """A child process whose chosen output stream is read by a thread, line by line."""
-
-    def __init__(self, name: str, cmd: list[str], ready: re.Pattern[str] | None, ready_on: str = "stderr") -> None:
-        self.name = name
-        self.cmd = cmd
-        self.lines: collections.deque[str] = collections.deque(maxlen=200)
-        self._ready: queue.Queue[re.Match[str] | None] = queue.Queue()
-        self._pattern = ready
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        self.stdout: list[str] = []
-        for stream, keep in ((self.proc.stdout, ready_on == "stdout"), (self.proc.stderr, ready_on == "stderr")):
-            threading.Thread(target=self._read, args=(stream, keep), daemon=True).start()
-
-    def _read(self, stream: Any, watch: bool) -> None:
-        matched = not watch or self._pattern is None
-        for line in stream:
-            line = line.rstrip("\n")
-            self.lines.append(line)
-            if stream is self.proc.stdout:
-                self.stdout.append(line)
-            if not matched and self._pattern is not None and (m := self._pattern.search(line)):
-                matched = True
-                self._ready.put(m)
-        if not matched:
-            self._ready.put(None)  # the stream ended before the line came
-
-    def wait_ready(self, timeout: float) -> re.Match[str]:
-        try:
-            m = self._ready.get(timeout=timeout)
-        except queue.Empty:
-            m = None
-        if m is None:
-            self.stop()
-            tail = "\n    ".join(list(self.lines)[-15:])
-            raise RuntimeError(f"{self.name} did not become ready in {timeout}s; last output:\n    {tail}")
-        return m
-
-    def cpu_seconds(self) -> float | None:
-        """user + system CPU of the process so far (from /proc), None once it is gone."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, wait up to ``timeout`` s, then SIGKILL. Returns the exit code (None if unknown)."""
-        proc = self.proc
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(5)
-        return proc.returncode
-
-
-class Children:
-    """Every child started; ``stop_all`` in ``finally`` so none outlives the run."""
-
-    def __init__(self) -> None:
-        self.live: list[Child] = []
-
-    def start(self, name: str, cmd: list[str], ready: re.Pattern[str] | None, ready_on: str = "stderr") -> Child:
-        child = Child(name, cmd, ready, ready_on)
-        self.live.append(child)
-        return child
-
-    def stop(self, child: Child, timeout: float = 10.0) -> int | None:
-        rc = child.stop(timeout)
-        with contextlib.suppress(ValueError):
-            self.live.remove(child)
-        return rc
-
-    def stop_all(self) -> None:
-        while self.live:
-            self.stop(self.live[-1], timeout=3.0)
+# Raw material kept per run in --json, left out of the per-scenario summary.
+RAW_KEYS = ("load", "receiver", "receiver_final", "stats", "config")
+T = TypeVar("T")
 
 
 def http_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return json.loads(resp.read())
+        return dict(json.loads(resp.read()))
+
+
+# =============================================================================================
+# The harness pieces, as this script (and e2e_metrics.py) use them
+# =============================================================================================
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on a fresh uvloop (as ``mqhook bench`` does)."""
+    return uvloop.run(coro)
+
+
+def start_broker(config: Path) -> brokers.BrokerProcess:
+    """A fresh ``mqhook run`` on free 127.0.0.1 ports with ``config``, log level warning."""
+    return brokers.start_mqhook(["--config", str(config)])
+
+
+def load(messages: int, payload: int, window: int, stall: float, timeout: float) -> Scenario:
+    """The load of every run: 1 QoS 0 publisher -> 1 subscriber, ``messages`` as fast as possible,
+    at most ``window`` published and not yet received."""
+    return Scenario(pubs=1, subs=1, qos=0, payload=payload, count=messages, window=window, stall=stall, timeout=timeout)
+
+
+async def measure(
+    sc: Scenario, broker: brokers.BrokerProcess, sink: Remote | None = None, sink_expect: bool = True
+) -> dict[str, Any]:
+    """One harness run against ``broker`` (fresh connections and topics), with the sink if given."""
+    target = runner.Target("mqhook", broker.host, broker.port, broker.pid)
+    bench = runner.Bench(sc, [target], sink=sink, sink_expect=sink_expect)
+    return await bench.run_once(target, 0, use_sink=sink is not None)
 
 
 # =============================================================================================
@@ -342,184 +172,100 @@ def schedule(plan: list[dict[str, Any]], repeat: int) -> list[dict[str, Any]]:
     return seq
 
 
-class QueueSampler:
-    """Reads the webhook's counters from /api/v1/stats every ``every`` seconds while we wait, to see
+class QueueSampler(threading.Thread):
+    """Reads the webhook's counters from /api/v1/stats every ``every`` seconds during a run, to see
     how deep its queue got and whether it was ever ``saturated`` (backpressure on the publisher).
     One small admin request per half second: negligible next to the load."""
 
-    def __init__(self, admin: str | None, every: float = 0.5) -> None:
-        self.url = f"{admin}/api/v1/stats" if admin else None
+    def __init__(self, admin: str, every: float = 0.5) -> None:
+        super().__init__(name="queue-sampler", daemon=True)
+        self.url = f"http://{admin}/api/v1/stats"
         self.every = every
-        self.next = 0.0
+        self.stopped = threading.Event()
         self.samples = 0
         self.max_queuing = 0
         self.saturated_samples = 0
 
+    def run(self) -> None:
+        while True:
+            self.poll()
+            if self.stopped.wait(self.every):
+                return
+
     def poll(self) -> None:
-        now = time.monotonic()
-        if self.url is None or now < self.next:
-            return
-        self.next = now + self.every
         try:
             hook = http_json(self.url, timeout=2.0)["webhooks"]["bench"]
-        except (OSError, urllib.error.URLError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError):
             return
         self.samples += 1
         self.max_queuing = max(self.max_queuing, hook["queuing"])
         self.saturated_samples += bool(hook["saturated"])
 
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(5.0)
+
     def summary(self) -> dict[str, int]:
         return {"samples": self.samples, "max_queuing": self.max_queuing, "saturated_samples": self.saturated_samples}
 
 
-def wait_events(
-    url: str, expected: int, stall: float, deadline: float, sampler: QueueSampler, min_wait: float = 0.0
-) -> tuple[dict[str, Any], bool]:
-    """Poll the receiver until ``expected`` events arrived; (last counts, stalled?).
-
-    Stalled = no new event for ``stall`` seconds (or the scenario deadline passed) before all
-    arrived. With ``expected`` 0 it waits ``min_wait`` seconds so late strays would be seen.
-    """
-    start = time.monotonic()
-    last_change = start
-    last_events = -1
-    counts: dict[str, Any] = {}
-    while True:
-        counts = http_json(url)
-        now = time.monotonic()
-        if counts["events"] != last_events:
-            last_events, last_change = counts["events"], now
-        if expected and counts["events"] >= expected:
-            return counts, False
-        if not expected and now - start >= min_wait:
-            return counts, False
-        if now - last_change >= stall or now >= deadline:
-            return counts, bool(expected)
-        sampler.poll()
-        time.sleep(0.05)
-
-
-def run_scenario(
-    sc: dict[str, Any], args: argparse.Namespace, tmp: Path, children: Children, tag: str
-) -> dict[str, Any]:
+async def run_scenario(sc: dict[str, Any], args: argparse.Namespace, tmp: Path, tag: str) -> dict[str, Any]:
+    """One broker run: [sink], broker with the scenario's config, the load, counters, stop."""
     t_start = time.monotonic()
     deadline = t_start + args.scenario_timeout
     n = sc["messages"]
     res: dict[str, Any] = {"key": sc["key"], "title": sc["title"], "messages": n, "webhook": sc["webhook"]}
-    receiver = None
-    broker = None
+    sink: Remote | None = None
+    broker: brokers.BrokerProcess | None = None
+    sampler: QueueSampler | None = None
     try:
         hook = dict(sc["webhook"]) if sc["webhook"] else None
         if hook is not None:
-            receiver = children.start(
-                "receiver",
-                [sys.executable, str(Path(__file__).resolve()), "receiver", "--expect", str(n)],
-                READY_RECEIVER,
-                ready_on="stdout",
+            sink, rport = await runner.start_sink(
+                "127.0.0.1", 0, "message.publish", "auto", max_seconds=args.scenario_timeout + 60
             )
-            rport = int(receiver.wait_ready(15.0).group(1))
             hook = {"name": hook.pop("name"), "url": f"http://127.0.0.1:{rport}/hook", **hook}
-        cfg = tmp / f"{sc['key']}.toml"
+        cfg = tmp / f"{sc['key']}-{tag}.toml"
         write_config(cfg, hook)
         res["config"] = cfg.read_text()
-        broker = children.start(
-            "broker",
-            [
-                sys.executable,
-                "-m",
-                "mqhook",
-                "run",
-                "--mqtt-bind",
-                "127.0.0.1:0",
-                "--admin-bind",
-                "127.0.0.1:0",
-                "--config",
-                str(cfg),
-                "--log-level",
-                "warning",
-            ],
-            READY_BROKER,
-        )
-        m = broker.wait_ready(20.0)
-        mqtt_host, _, mqtt_port = m.group(1).rpartition(":")
-        admin = f"http://{m.group(2)}"
-        cpu0 = broker.cpu_seconds() or 0.0
-
-        lg_timeout = max(10.0, deadline - time.monotonic() - 5.0)
+        broker = start_broker(cfg)
         # Under webhook backpressure the broker stops reading the publisher until the queue drains
         # from 80% to 50% of max_queued_events: the subscriber then sees nothing for a while.
         stall = args.stall_webhook if sc.get("events_expected") else args.stall
-        cmd = [
-            sys.executable,
-            str(LOADGEN),
-            "--host",
-            mqtt_host.strip("[]"),
-            "--port",
-            mqtt_port,
-            "--messages",
-            str(n),
-            "--payload",
-            str(args.payload),
-            "--topic",
-            TOPIC,
-            "--window",
-            str(args.window),
-            "--stall",
-            str(stall),
-            "--timeout",
-            str(round(lg_timeout, 1)),
-            "--tag",
-            tag,
-        ]
-        sampler = QueueSampler(admin if sc.get("events_expected") else None)
-        loadgen = children.start("loadgen", cmd, None)
-        lg_limit = time.monotonic() + lg_timeout + 10.0
-        while loadgen.proc.poll() is None and time.monotonic() < lg_limit:
-            sampler.poll()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                loadgen.proc.wait(0.1)
-        lg_rc = children.stop(loadgen, timeout=3.0)
-        lg: dict[str, Any] = {}
-        for line in reversed(loadgen.stdout):
-            with contextlib.suppress(ValueError):
-                lg = json.loads(line)
-                break
-        if not lg:
-            tail = " | ".join(list(loadgen.lines)[-5:])
-            lg = {"error": f"loadgen exited {lg_rc} without a result: {tail}", "received": 0, "lost": n}
-        res["loadgen"] = lg
-
-        if receiver is not None:
-            expected = sc.get("events_expected", 0)
-            counts, stalled = wait_events(
-                f"http://127.0.0.1:{rport}/count", expected, args.stall, deadline, sampler, min_wait=0.5
-            )
-            res["receiver"] = counts
-            res["events_stalled"] = stalled
-            if sampler.url:
-                res["queue_samples"] = sampler.summary()
-        cpu1 = broker.cpu_seconds()
-        res["broker_cpu_s"] = round(cpu1 - cpu0, 3) if cpu1 is not None else None
+        load_sc = load(n, args.payload, args.window, stall, max(10.0, deadline - time.monotonic() - 5.0))
+        if sc.get("events_expected"):
+            sampler = QueueSampler(broker.admin)
+            sampler.start()
+        run = await measure(load_sc, broker, sink, sink_expect=bool(sc.get("events_expected")))
+        if sampler is not None:
+            sampler.stop()
+            res["queue_samples"] = sampler.summary()
+        res["receiver"] = run.pop("sink", None)
+        res["load"] = run
         try:
-            res["stats"] = http_json(f"{admin}/api/v1/stats")
-        except (OSError, urllib.error.URLError, ValueError) as exc:
+            res["stats"] = http_json(f"http://{broker.admin}/api/v1/stats")
+        except (OSError, ValueError) as exc:
             res["stats"] = None
             res.setdefault("errors", []).append(f"/api/v1/stats: {exc}")
-        if receiver is not None and res.get("stats") is not None:
+        if sink is not None and res.get("stats") is not None:
             # Anything the broker sent after the snapshot (it should be nothing) would show here.
-            res["receiver_final"] = http_json(f"http://127.0.0.1:{rport}/count")
-    except (RuntimeError, OSError, urllib.error.URLError, ValueError) as exc:
+            res["receiver_final"] = await sink.call("snapshot", timeout=10)
+    except (brokers.BrokerStartError, OSError, RemoteError, TimeoutError, ValueError) as exc:
         res.setdefault("errors", []).append(f"{type(exc).__name__}: {exc}")
     finally:
+        if sampler is not None:
+            sampler.stop()
         if broker is not None:
             alive = broker.proc.poll() is None
-            rc = children.stop(broker, timeout=15.0)
+            rc = broker.stop(timeout=15.0)
             res["broker_exit"] = rc if alive else f"died early ({rc})"
             warnings = [line for line in broker.lines if "listening" not in line]
             if warnings:
                 res["broker_log_tail"] = warnings[-10:]
-        if receiver is not None:
-            children.stop(receiver, timeout=5.0)
+        if sink is not None:
+            with contextlib.suppress(Exception):
+                await sink.call("stop", timeout=10)
+            await sink.close()
     res["wall_s"] = round(time.monotonic() - t_start, 2)
     summarize(res)
     return res
@@ -528,24 +274,25 @@ def run_scenario(
 def summarize(res: dict[str, Any]) -> None:
     """Derived figures: msg/s, events/s, losses, CPU per message, notes."""
     n = res["messages"]
-    lg = res.get("loadgen") or {}
+    run = res.get("load") or {}
     notes: list[str] = list(res.get("errors", []))
-    res["msg_per_s"] = lg.get("msg_per_s") or 0.0
-    res["sub_lost"] = lg.get("lost", n)
-    if lg.get("error"):
-        notes.append(f"loadgen: {lg['error']}")
-    if lg.get("stalled"):
-        notes.append(f"subscriber stalled: got {lg.get('received', 0)}/{n}")
-    if lg.get("dups") or lg.get("out_of_order") or lg.get("foreign"):
-        odd = {k: lg.get(k) for k in ("dups", "out_of_order", "foreign")}
-        notes.append(f"subscriber: {odd}")
-    cpu = res.get("broker_cpu_s")
+    notes += [f"load: {e}" for e in run.get("errors", [])]
+    rcv = res.get("receiver")
+    # subscriber: received / (first publish -> last receipt); lost: by message id (publisher, sequence)
+    res["msg_per_s"] = run.get("msgs_out_per_s") or 0.0
+    res["sub_lost"] = n - (run.get("distinct") or 0)
+    if run.get("stalled") and (run.get("drain_stalled") or not (rcv or {}).get("stalled")):
+        notes.append(f"subscriber stalled: got {run.get('distinct', 0)}/{n}")
+    if run.get("dups") or run.get("reordered") or run.get("foreign"):
+        notes.append(f"subscriber: { {k: run.get(k) for k in ('dups', 'reordered', 'foreign')} }")
+    cpu = run.get("broker_cpu_s")  # /proc, from just before the first publish to the end of the drain
+    res["broker_cpu_s"] = cpu
     res["broker_cpu_us_per_msg"] = round(cpu / n * 1e6, 2) if cpu is not None and n else None
-    end = max(lg.get("t_last_receive") or 0.0, (res.get("receiver") or {}).get("t_last") or 0.0)
-    if cpu is not None and lg.get("t_first_publish") and end > lg["t_first_publish"]:
+    span = max(run.get("elapsed_s") or 0.0, (rcv or {}).get("span_s") or 0.0)  # to the last receipt or event
+    if cpu is not None and span > 0:
         # Share of one core the broker got while measured: well under 1.0 in a broker-bound
         # scenario means other processes on the machine took its CPU.
-        res["broker_cpu_share"] = round(cpu / (end - lg["t_first_publish"]), 2)
+        res["broker_cpu_share"] = round(cpu / span, 2)
     samples = res.get("queue_samples") or {}
     res["queue_max"] = samples.get("max_queuing")
     res["saturated_seen"] = bool(samples.get("saturated_samples"))
@@ -554,20 +301,19 @@ def summarize(res: dict[str, Any]) -> None:
     md = {k: v for k, v in (stats.get("messages_dropped") or {}).items() if v}
     if dd or md:
         notes.append(f"broker drops: deliveries {dd} messages {md}")
-    rcv = res.get("receiver")
     if rcv is not None:
-        expected = res["webhook"] and ("#" in res["webhook"].get("topics", []))
-        t0 = lg.get("t_first_publish")
-        span = (rcv["t_last"] - t0) if (t0 and rcv["events"]) else 0.0
+        expected = bool(res["webhook"]) and ("#" in res["webhook"].get("topics", []))
         res["events"] = rcv["events"]
-        res["events_per_s"] = round(rcv["events"] / span, 1) if span > 0 else 0.0
-        res["event_span_s"] = round(span, 3)
-        res["events_lost"] = (n - rcv["distinct"]) if expected else rcv["events"]
-        res["receiver_cpu_s"] = round(rcv.get("cpu_s", 0.0), 3)
-        if rcv["dups"] or rcv["foreign"] or rcv["bad"]:
-            notes.append(f"receiver: dups {rcv['dups']}, foreign {rcv['foreign']}, bad bodies {rcv['bad']}")
-        if res.get("events_stalled"):
-            notes.append(f"webhook stalled: receiver got {rcv['events']} events of {n}")
+        # distinct events (by publisher and sequence number) / (first publish -> last event)
+        res["events_per_s"] = rcv.get("distinct_per_s") or 0.0
+        res["event_span_s"] = rcv.get("span_s")
+        res["events_lost"] = (n - rcv["received"]) if expected else rcv["events"]
+        res["receiver_cpu_s"] = rcv.get("process_cpu_s")
+        odd = {k: rcv.get(k) for k in ("dup_seq", "dup_ids", "undecodable", "bad_bodies") if rcv.get(k)}
+        if odd:
+            notes.append(f"receiver: {odd}")
+        if rcv.get("stalled"):
+            notes.append(f"webhook stalled: receiver got {rcv['received']} events of {n}")
         if not expected and rcv["events"]:
             notes.append(f"the unrelated webhook delivered {rcv['events']} events (expected none)")
         final = res.get("receiver_final")
@@ -690,12 +436,7 @@ def table(rows: list[dict[str, Any]]) -> str:
                 fmt(r.get("wall_s"), ".1f"),
             )
         )
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
-    # the first column is left-aligned, the numbers right-aligned
-    fmt_line = "  ".join(("{:<%d}" if i == 0 else "{:>%d}") % w for i, w in enumerate(widths))
-    out = [fmt_line.format(*head), fmt_line.format(*("-" * w for w in widths))]
-    out.extend(fmt_line.format(*row) for row in body)
-    return "\n".join(out)
+    return render([list(head), *([str(x) for x in row] for row in body)], left=1)
 
 
 def git_commit() -> str:
@@ -716,40 +457,34 @@ def git_commit() -> str:
 # =============================================================================================
 
 
+# (option, type, default, help); the help gets "(default ...)" unless the default is empty
+OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
+    ("--messages", int, 200_000, "QoS 0 messages per scenario"),
+    ("--messages-b1", int, 20_000, "messages in the batch_size 1 scenario"),
+    ("--payload", int, 64, f"payload bytes, >= {MIN_PAYLOAD}"),
+    ("--repeat", int, 3, "passes over the scenarios, interleaved"),
+    ("--window", int, 10_000, "max messages published and not yet received (0 = open loop)"),
+    ("--stall", float, 10.0, "seconds without progress that count as a stall"),
+    ("--stall-webhook", float, 30.0, "--stall in scenarios 3-4, where backpressure may pause the publisher"),
+    ("--scenario-timeout", float, 90.0, "hard cap per scenario run, seconds"),
+    ("--only", str, "", "comma-separated scenario keys: baseline,unrelated,batch1,batch100 (default all)"),
+    ("--budget", float, 170.0, "start no new scenario after this many seconds (the run ends on a baseline)"),
+    ("--json", str, None, "write every figure and raw counter to this file"),
+)
+
+METAVARS = {"--json": "FILE", "--only": "KEYS"}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="End-to-end webhook benchmark: broker throughput with/without a webhook, and webhook events/s"
     )
-    p.add_argument("--messages", type=int, default=200_000, help="QoS 0 messages per scenario (default 200000)")
-    p.add_argument(
-        "--messages-b1", type=int, default=20_000, help="messages in the batch_size 1 scenario (default 20000)"
-    )
-    p.add_argument("--payload", type=int, default=64, help="payload bytes, >= 10 (default 64)")
-    p.add_argument("--repeat", type=int, default=3, help="passes over the scenarios, interleaved (default 3)")
-    p.add_argument(
-        "--window", type=int, default=10_000, help="loadgen: max messages published and not received (0 = open loop)"
-    )
-    p.add_argument("--stall", type=float, default=10.0, help="seconds without progress that count as a stall")
-    p.add_argument(
-        "--stall-webhook",
-        type=float,
-        default=30.0,
-        help="the same for the subscriber in scenarios 3-4, where backpressure may pause the publisher (default 30)",
-    )
-    p.add_argument("--scenario-timeout", type=float, default=90.0, help="hard cap per scenario run, seconds")
-    p.add_argument(
-        "--only", default="", help="comma-separated scenario keys: baseline,unrelated,batch1,batch100 (default all)"
-    )
-    p.add_argument(
-        "--budget",
-        type=float,
-        default=170.0,
-        help="start no new scenario after this many seconds (the run ends on a baseline; default 170)",
-    )
-    p.add_argument("--json", metavar="FILE", help="write every figure and raw counter to FILE")
+    for flag, kind, default, text in OPTIONS:
+        shown = f"{text} (default {default})" if default else text
+        p.add_argument(flag, type=kind, default=default, metavar=METAVARS.get(flag), help=shown)
     args = p.parse_args(argv)
-    if args.messages < 1 or args.messages_b1 < 1 or args.payload < 10 or args.repeat < 1:
-        p.error("--messages, --messages-b1 and --repeat must be >= 1; --payload >= 10")
+    if args.messages < 1 or args.messages_b1 < 1 or args.payload < MIN_PAYLOAD or args.repeat < 1:
+        p.error(f"--messages, --messages-b1 and --repeat must be >= 1; --payload >= {MIN_PAYLOAD}")
     return args
 
 
@@ -759,8 +494,6 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["receiver"]:
-        return receiver_main(argv[1:])
     args = parse_args(argv)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGINT too: it may be ignored when run with &
         signal.signal(sig, _raise_interrupt)
@@ -774,10 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"mqhook e2e webhook benchmark: {len(seq_plan)} broker runs ({args.repeat} passes, each scenario between "
         f"two baselines), {args.messages} msgs ({args.messages_b1} for batch_size 1), payload {args.payload} B, "
-        f"QoS 0, window {args.window}, {os.cpu_count()} CPUs",
+        f"QoS 0, window {args.window}, {os.cpu_count()} CPUs; load: mqhook.loadtest in this process",
         flush=True,
     )
-    children = Children()
     seq: list[dict[str, Any]] = []
     interrupted = False
     budget_hit = 0
@@ -788,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
                 if sc["key"] != "baseline" and time.monotonic() - t0 > args.budget:
                     budget_hit = i
                     break
-                res = run_scenario(sc, args, Path(tmp), children, tag=f"{sc['key']}-{i}")
+                res = run_async(run_scenario(sc, args, Path(tmp), tag=str(i)))
                 seq.append(res)
                 extra = f", {res['events_per_s']:,.0f} events/s" if res.get("events_per_s") else ""
                 flag = f"  [{'; '.join(res['notes'])}]" if res["notes"] else ""
@@ -799,9 +531,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     except KeyboardInterrupt:
         interrupted = True
-        print("\ninterrupted: stopping child processes; the table below is partial", file=sys.stderr)
-    finally:
-        children.stop_all()
+        print("\ninterrupted: child processes stopped; the table below is partial", file=sys.stderr)
     paired_ratios(seq)
     rows = [
         aggregate([r for r in seq if r["key"] == sc["key"]]) for sc in plan if any(r["key"] == sc["key"] for r in seq)
@@ -817,8 +547,9 @@ def main(argv: list[str] | None = None) -> int:
         "x base: that over the mean of the two baselines run just before and after (paired), median over the "
         "passes; x range: min-max of the paired ratios (for the baseline: each against its neighbour baselines, "
         "i.e. the noise floor).\n"
-        "events/s: events received by the receiver / (first publish -> last event). ev lost: N - distinct "
-        "events received; hook drop: the webhook's own dropped counters (/api/v1/stats).\n"
+        "events/s: distinct events received by the receiver / (first publish -> last event). ev lost: N - distinct "
+        "events received (by message id: publisher and sequence number in the payload);\n"
+        "hook drop: the webhook's own dropped counters (/api/v1/stats).\n"
         "broker CPU: broker user+sys CPU from before the first publish to the last receipt/last event, per "
         "message; x base paired like msg/s. core use: broker CPU / that span (under ~90% in a broker-bound "
         "run = other processes took the broker's CPU).\n"
@@ -841,9 +572,7 @@ def main(argv: list[str] | None = None) -> int:
             "budget_reached_after_runs": budget_hit or None,
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
             "params": vars(args),
-            "summary": [
-                {k: v for k, v in r.items() if k not in ("loadgen", "receiver", "stats", "config")} for r in rows
-            ],
+            "summary": [{k: v for k, v in r.items() if k not in RAW_KEYS} for r in rows],
             "runs": seq,
         }
         Path(args.json).write_text(json.dumps(doc, indent=2, default=str) + "\n")

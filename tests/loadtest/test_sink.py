@@ -12,6 +12,7 @@ from typing import Any
 from mqhook.loadtest import Scenario, Target, run
 from mqhook.loadtest.brokers import free_port
 from mqhook.loadtest.packets import encode_payload
+from mqhook.loadtest.runner import Bench, start_sink
 from mqhook.loadtest.sink import Sink, SinkCounter, sink_summary
 
 
@@ -103,3 +104,24 @@ def test_sink_during_a_run(broker: Any) -> None:
     assert sink["latency_ms"]["count"] == 300
     assert sink["by_type"]["message.publish"] == 300
     assert result["sink_port"] == port
+
+
+def test_a_sink_that_expects_no_events_does_not_wait_for_them(broker: Any) -> None:
+    """``Bench(sink_expect=False)``: a webhook on other topics (here: none at all). The drain gives
+    strays a moment instead of waiting ``stall`` seconds for events that never come."""
+    b = broker()
+    target = Target("mqhook", b.host, b.mqtt_port, b.pid)
+
+    async def body() -> dict[str, Any]:
+        sink, _port = await start_sink("127.0.0.1", 0, "message.publish", "auto", 60.0)
+        try:
+            bench = Bench(Scenario(count=200, stall=3.0, timeout=60.0), [target], sink=sink, sink_expect=False)
+            return await bench.run_once(target, 0, use_sink=True)
+        finally:
+            await sink.close()
+
+    res = asyncio.run(body())
+    assert res["lost"] == 0 and not res["stalled"] and not res["errors"]
+    sink = res["sink"]
+    assert sink["events"] == 0 and sink["expected"] == 0 and sink["lost"] == 0 and not sink["stalled"]
+    assert sink["process_cpu_s"] > 0

@@ -12,7 +12,7 @@ import pytest
 
 from mqhook.loadtest import packets as pk
 from mqhook.loadtest.client import Counters, MqttClient
-from mqhook.loadtest.merge import merge_pubsub, summarize
+from mqhook.loadtest.merge import merge_pubsub, sink_figures, summarize
 from mqhook.loadtest.scenario import Scenario, assignments
 from mqhook.loadtest.stats import (
     N_BUCKETS,
@@ -311,3 +311,19 @@ def test_merge_shared_group_counts_cross_duplicates() -> None:
     assert res["broker_cpu_s"] == 0.5 and res["broker_cpu_s_per_million"] == 125000.0
     summary = summarize([{**res, "broker": "a"}, {**res, "broker": "b", "msgs_in_per_s": 4.0}], ["a", "b"], "pubsub")
     assert summary["ratio"]["msgs_in_per_s"] == 2.0
+
+
+def test_sink_figures_rates_over_first_publish_to_last_event() -> None:
+    # 5 events, one a duplicate: 4 distinct messages of publisher 0, the last event 2 s after the first publish
+    snap = {"events": 5, "tracked": 5, "per_publisher": {0: 4}, "t_last": 3.0, "hist": [0] * N_BUCKETS}
+    out = sink_figures(snap, {0: 4}, 1.0)
+    assert (out["expected"], out["received"], out["lost"]) == (4, 4, 0)
+    assert out["span_s"] == 2.0 and out["events_per_s"] == 2.5 and out["distinct_per_s"] == 2.0
+    assert "per_publisher" not in out and "hist" not in out
+    assert sink_figures({**snap, "per_publisher": {0: 3}}, {0: 4}, 1.0)["lost"] == 1
+
+
+def test_sink_figures_when_no_event_is_expected() -> None:
+    quiet = sink_figures({"events": 0, "tracked": 0, "per_publisher": {}, "t_last": 0.0}, {0: 4}, 1.0, expect=False)
+    assert (quiet["expected"], quiet["lost"], quiet["received"]) == (0, 0, 0)
+    assert quiet["span_s"] is None and quiet["events_per_s"] is None and quiet["distinct_per_s"] is None

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from mqhook.loadtest.rpc import child_env
+from mqhook.loadtest.stats import cpu_seconds
 
 READY = re.compile(r"listening mqtt=(\S+):(\d+) admin=(\S+):(\d+)")
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
@@ -50,6 +51,11 @@ log_type error
 log_type warning
 connection_messages false
 """
+
+
+class BrokerStartError(SystemExit):
+    """A broker did not start: ``mqhook bench`` exits with the message; a script running many
+    brokers (bench/e2e_webhook.py) catches it and goes on with the next."""
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs between fork and exec
@@ -95,6 +101,7 @@ class BrokerProcess:
         self.lines: collections.deque[str] = collections.deque(maxlen=200)
         self.host = "127.0.0.1"
         self.port = 0
+        self.admin = ""  # mqhook: the admin API's "host:port", from the listening line
         self._ready = threading.Event()
         self._pattern = ready
         self.proc = subprocess.Popen(
@@ -121,15 +128,21 @@ class BrokerProcess:
             self.lines.append(line.rstrip("\n"))
             if self._pattern is not None and not self._ready.is_set() and (m := self._pattern.search(line)):
                 self.host, self.port = m.group(1).strip("[]"), int(m.group(2))
+                if m.re.groups >= 4:
+                    self.admin = f"{m.group(3)}:{m.group(4)}"
                 self._ready.set()
         self._ready.set()
+
+    def cpu_seconds(self) -> float | None:
+        """user + system CPU seconds of the broker so far (from /proc), None once it is gone."""
+        return cpu_seconds(self.pid)
 
     def wait_ready(self, timeout: float) -> None:
         ok = self._ready.wait(timeout) and self.port and self.proc.poll() is None
         if not ok:
             self.stop()
             tail = "\n    ".join(list(self.lines)[-15:])
-            raise SystemExit(f"mqhook bench: {self.name} did not start in {timeout}s; last output:\n    {tail}")
+            raise BrokerStartError(f"mqhook bench: {self.name} did not start in {timeout}s; last output:\n    {tail}")
 
     def stop(self, timeout: float = 5.0) -> int | None:
         proc = self.proc
@@ -184,5 +197,5 @@ def start_mosquitto(
     if not wait_port("127.0.0.1", port, timeout) or broker.proc.poll() is not None:
         broker.stop()
         tail = "\n    ".join(list(broker.lines)[-15:])
-        raise SystemExit(f"mqhook bench: mosquitto did not accept on port {port} in {timeout}s:\n    {tail}")
+        raise BrokerStartError(f"mqhook bench: mosquitto did not accept on port {port} in {timeout}s:\n    {tail}")
     return broker

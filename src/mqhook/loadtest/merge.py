@@ -82,6 +82,7 @@ def merge_pubsub(
     before: dict[str, Any],
     after: dict[str, Any],
     sink: dict[str, Any] | None = None,
+    sink_expect: bool = True,
 ) -> dict[str, Any]:
     """The figures of one pub/sub run (see the module docstring of ``runner`` for the phases)."""
     sent = {r["pub"]: r["sent"] for r in pubs}
@@ -144,18 +145,28 @@ def merge_pubsub(
     }
     _flat_latency(res, hist.summary_ms())
     if sink is not None:
-        res["sink"] = sink_figures(sink, sent, t_start)
+        res["sink"] = sink_figures(sink, sent, t_start, sink_expect)
     return res
 
 
-def sink_figures(snap: dict[str, Any], sent: dict[int, int], t_start: float) -> dict[str, Any]:
-    """The sink's counts against what the run published."""
+def sink_figures(snap: dict[str, Any], sent: dict[int, int], t_start: float, expect: bool = True) -> dict[str, Any]:
+    """The sink's counts against what the run published (``expect``: one tracked event per
+    publish; else none, and ``expected`` and ``lost`` are 0).
+
+    ``received`` = distinct published messages it got an event for (by publisher and sequence
+    number); ``span_s`` = first publish -> last event; ``events_per_s`` = tracked events / span,
+    ``distinct_per_s`` = received / span (the same unless the sink got duplicates).
+    """
     per_pub = {int(k): v for k, v in snap.get("per_publisher", {}).items()}
     got = sum(min(per_pub.get(p, 0), n) for p, n in sent.items())
     out = {k: v for k, v in snap.items() if k not in ("hist", "timeline", "per_publisher")}
-    out["expected"] = sum(sent.values())
-    out["lost"] = out["expected"] - got
-    out["events_per_s"] = _rate(snap.get("tracked", 0), snap.get("t_last", 0.0) - t_start)
+    out["expected"] = sum(sent.values()) if expect else 0
+    out["received"] = got
+    out["lost"] = max(0, out["expected"] - got)
+    span = snap.get("t_last", 0.0) - t_start if snap.get("events") else 0.0
+    out["span_s"] = round(span, 4) if span > 0 else None
+    out["events_per_s"] = _rate(snap.get("tracked", 0), span)
+    out["distinct_per_s"] = _rate(got, span)
     if "hist" in snap:
         out["latency_buckets_us"] = Histogram(snap["hist"]).sparse()
     return out

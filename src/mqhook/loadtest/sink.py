@@ -221,7 +221,10 @@ class SinkHost:
             self.sink.reset()
 
     def snapshot(self, with_hist: bool = False) -> dict[str, Any]:
-        return self.sink.counter.snapshot(with_hist) if self.sink is not None else {}
+        """The counts, and ``process_cpu_s``: this child process's CPU seconds so far."""
+        if self.sink is None:
+            return {}
+        return {**self.sink.counter.snapshot(with_hist), "process_cpu_s": round(time.process_time(), 3)}
 
     async def stop(self) -> None:
         if self.sink is not None:
