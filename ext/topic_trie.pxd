@@ -4,12 +4,15 @@
 # and topic_trie.pyx cimports this file by name. It holds only C structs and inline functions, so
 # nothing is imported at run time. Rules of MQTT topic matching live in topic_trie.pyx.
 #
-# A node is one PyMem allocation (about 48 bytes plus the level's code units). '+' and '#' children
-# have their own fields. One literal child is held directly: no table and no hashing, the common case
-# deep in a trie. From the second on they go in a table of (hash, node) slots, a power of two in size
-# and at most half full, with linear probing and backward-shift deletion (no tombstones). Hashes are
-# CPython's keyed str hash of the level's code units (SipHash, seeded per process), so filters chosen
-# to collide cannot degrade a node.
+# A node is a 64-byte struct (the size of a cache line) holding its level's hash, its level (inline up to 10
+# bytes, else behind a pointer), its links and its filters' dicts. Literal children live inside their
+# parent's table, not behind pointers: one child is a table of one, compared without hashing; from the
+# second on, a power-of-two table at most half full, with linear probing and backward-shift deletion
+# (no tombstones). Growing or shrinking a table moves its nodes, so nothing but the parent's table may
+# point at a literal node ('+' nodes and the root are allocated alone). A '#' child is no node: '#' ends
+# a filter, so its parent holds the filter's dict (hash_subs). Hashes are CPython's keyed str hash of
+# the level's code units (SipHash, seeded per process), so filters chosen to collide cannot degrade a
+# node.
 
 from cpython.object cimport PyObject
 from libc.stdint cimport uint32_t
@@ -27,6 +30,7 @@ cdef extern from "Python.h":
     void *PyUnicode_DATA(object s)
     Py_ssize_t PyUnicode_GET_LENGTH(object s)
     Py_UCS4 PyUnicode_READ_CHAR(object s, Py_ssize_t i)
+    Py_ssize_t PyUnicode_FindChar(object s, Py_UCS4 ch, Py_ssize_t start, Py_ssize_t end, int direction) except -2
 
 
 cdef extern from *:
@@ -44,33 +48,41 @@ cdef extern from *:
     Py_hash_t mq_hash_bytes(const void *p, Py_ssize_t n)
 
 
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define mq_prefetch(p) __builtin_prefetch((const void *)(p))
+    #else
+    #define mq_prefetch(p) ((void)(p))
+    #endif
+    """
+    # A hint that ``p`` is read soon: its cache miss overlaps with other work.
+    void prefetch "mq_prefetch"(const void *p) noexcept nogil
+
+
 cdef enum:
     LITERAL = 0
     PLUS = 1
-    HASH = 2
-    ROOT = 3
+    ROOT = 2
     NO_HASH = -1       # Level.h before the level is hashed
     FIXED_LEVELS = 16  # topics with more levels allocate their scratch arrays
-
-
-cdef struct Node
-
-cdef struct Slot:
-    Py_hash_t h
-    Node *node
+    INLINE_KEY = 10    # levels up to this many bytes are stored in the node itself
 
 
 cdef struct Node:
-    void *kids          # cap == 0: the only literal child (Node *) or NULL; else Slot[cap]
-    Node *plus
-    Node *hash
-    PyObject *subs      # borrowed from TopicTrie._by_filter; NULL when no filter ends here
-    uint32_t cap        # 0 or a power of two
+    # 64 bytes, the size of a cache line. A literal node lives IN its parent's table (no pointer to follow),
+    # so one level of a lookup reads one line: hash, key and links to the next level together.
+    Py_hash_t h         # CPython's str hash of the level (literal nodes in a table of cap > 1)
+    Node *kids          # the literal children: Node[cap], open addressing; NULL when cap == 0
+    Node *plus          # the '+' child: a Node of its own (a table of one)
+    PyObject *hash_subs # the dict of the filter "<this node>/#": '#' is last, so it needs no node
+    PyObject *subs      # the dict of the filter ending here; NULL if none. Both borrowed from _by_filter
+    uint32_t cap        # 0, or a power of two; at most half full from 4 on
     uint32_t used       # literal children
     uint32_t nbytes     # the level as its str's canonical code units (kind bytes per character)
-    unsigned char kind
-    unsigned char wild
-    char key[2]         # nbytes long (allocated past the end of the struct)
+    unsigned char kind  # 1, 2 or 4; 0 marks a free slot in a table
+    unsigned char wild  # LITERAL, PLUS or ROOT
+    char key[10]        # the level when nbytes <= INLINE_KEY, else (at key + 2, aligned) a pointer to it
 
 
 cdef struct Level:
@@ -80,19 +92,49 @@ cdef struct Level:
     int kind
 
 
-cdef inline Node *new_node(unsigned char wild, const Level *lv) except NULL:
-    cdef size_t nbytes = <size_t>lv.nbytes if lv != NULL else 0
+cdef inline char *key_area(Node *node) noexcept:
+    return node.key
+
+
+cdef inline const char *key_of(Node *node) noexcept:
+    """The level's bytes: in the node, or (long levels) behind a pointer stored in the node."""
+    cdef char *p
+    if node.nbytes <= INLINE_KEY:
+        return key_area(node)
+    memcpy(&p, key_area(node) + 2, sizeof(char *))
+    return p
+
+
+cdef inline int set_key(Node *node, const Level *lv) except -1:
+    cdef size_t nbytes = <size_t>lv.nbytes
+    cdef char *p
     if nbytes > 0xFFFFFFFF:
         raise ValueError("topic filter level too long")
-    cdef Node *node = <Node *>PyMem_Malloc(sizeof(Node) + nbytes)
+    node.kind = <unsigned char>lv.kind
+    node.nbytes = <uint32_t>nbytes
+    if nbytes <= INLINE_KEY:
+        memcpy(key_area(node), lv.data, nbytes)
+        return 0
+    p = <char *>PyMem_Malloc(nbytes)
+    if p == NULL:
+        raise MemoryError()
+    memcpy(p, lv.data, nbytes)
+    memcpy(key_area(node) + 2, &p, sizeof(char *))
+    return 0
+
+
+cdef inline void free_key(Node *node) noexcept:
+    if node.kind != 0 and node.nbytes > INLINE_KEY:
+        PyMem_Free(<void *>key_of(node))
+
+
+cdef inline Node *new_node(unsigned char wild) except NULL:
+    """A root or '+' node: allocated alone, not in a table."""
+    cdef Node *node = <Node *>PyMem_Calloc(1, sizeof(Node))
     if node == NULL:
         raise MemoryError()
-    memset(node, 0, sizeof(Node))
     node.wild = wild
-    if lv != NULL:
-        node.kind = <unsigned char>lv.kind
-        node.nbytes = <uint32_t>nbytes
-        memcpy(node.key, lv.data, nbytes)
+    node.kind = 1  # not a free slot
     return node
 
 
@@ -106,95 +148,111 @@ cdef inline void level_of(Level *lv, str s) noexcept:
 
 cdef inline bint same_level(Node *child, Level *lv) noexcept:
     return (child.nbytes == lv.nbytes and child.kind == lv.kind
-            and memcmp(child.key, lv.data, <size_t>lv.nbytes) == 0)
+            and memcmp(key_of(child), lv.data, <size_t>lv.nbytes) == 0)
 
 
-cdef inline Py_hash_t node_hash(Node *child) noexcept:
-    return mq_hash_bytes(child.key, child.nbytes)
+cdef inline Py_hash_t level_hash(Level *lv) noexcept:
+    if lv.h == NO_HASH:
+        lv.h = mq_hash_bytes(lv.data, lv.nbytes)
+    return lv.h
 
 
 cdef inline Node *find_child(Node *node, Level *lv) noexcept:
-    """The literal child of ``node`` for level ``lv``, or NULL."""
-    cdef Node *child
-    if node.cap == 0:
-        child = <Node *>node.kids
+    """The literal child of ``node`` for level ``lv``, or NULL. A table of one is not hashed."""
+    cdef Node *child = node.kids
+    if node.cap <= 1:
         return child if child != NULL and same_level(child, lv) else NULL
-    if lv.h == NO_HASH:
-        lv.h = mq_hash_bytes(lv.data, lv.nbytes)
-    cdef Slot *table = <Slot *>node.kids
+    cdef Py_hash_t h = level_hash(lv)
     cdef size_t mask = node.cap - 1
-    cdef size_t i = <size_t>lv.h & mask
+    cdef size_t i = <size_t>h & mask
     while True:
-        child = table[i].node
-        if child == NULL:
+        child = &node.kids[i]
+        if child.kind == 0:
             return NULL
-        if table[i].h == lv.h and same_level(child, lv):
+        if child.h == h and same_level(child, lv):
             return child
         i = (i + 1) & mask
 
 
-cdef inline void slot_put(Slot *table, size_t mask, Py_hash_t h, Node *child) noexcept:
+cdef inline Node *slot_for(Node *table, size_t mask, Py_hash_t h) noexcept:
     cdef size_t i = <size_t>h & mask
-    while table[i].node != NULL:
+    while table[i].kind != 0:
         i = (i + 1) & mask
-    table[i].h = h
-    table[i].node = child
+    return &table[i]
 
 
-cdef inline int add_child(Node *node, Node *child, Py_hash_t h) except -1:
-    """Link a literal child whose level hashes to ``h`` (or NO_HASH: not computed yet).
-
-    The first child is held directly; from the second on, a table that doubles to stay half full.
-    """
-    cdef uint32_t cap = node.cap
-    cdef uint32_t new_cap, j
-    cdef Slot *old = <Slot *>node.kids
-    cdef Slot *table
-    if cap == 0 and node.kids == NULL:
-        node.kids = child
-        node.used = 1
-        return 0
-    if (node.used + 1) * 2 > cap:
-        new_cap = cap * 2 if cap else 4
-        table = <Slot *>PyMem_Calloc(new_cap, sizeof(Slot))
-        if table == NULL:
-            raise MemoryError()
-        if cap == 0:  # the only child moves into the new table
-            slot_put(table, new_cap - 1, node_hash(<Node *>node.kids), <Node *>node.kids)
-        else:
-            for j in range(cap):
-                if old[j].node != NULL:
-                    slot_put(table, new_cap - 1, old[j].h, old[j].node)
-            PyMem_Free(old)
-        node.kids = table
-        node.cap = new_cap
-    slot_put(<Slot *>node.kids, node.cap - 1, h if h != NO_HASH else node_hash(child), child)
-    node.used += 1
+cdef inline int resize(Node *node, uint32_t new_cap) except -1:
+    """Move the literal children into a table of ``new_cap`` (>= used) slots."""
+    cdef Node *table = <Node *>PyMem_Calloc(new_cap, sizeof(Node))
+    cdef Node *old = node.kids
+    cdef uint32_t j
+    if table == NULL:
+        raise MemoryError()
+    for j in range(node.cap):
+        if old[j].kind != 0:
+            if node.cap == 1:
+                old[j].h = mq_hash_bytes(key_of(&old[j]), old[j].nbytes)
+            slot_for(table, new_cap - 1, old[j].h)[0] = old[j]
+    PyMem_Free(old)
+    node.kids = table
+    node.cap = new_cap
     return 0
 
 
+cdef inline Node *add_child(Node *node, Level *lv) except NULL:
+    """Create the literal child of ``node`` for ``lv``; it moves when the table grows or shrinks.
+
+    One child is a table of one, unhashed; from the second on, a table that doubles to stay half full.
+    """
+    cdef Node *child
+    cdef Node tmp
+    memset(&tmp, 0, sizeof(Node))
+    set_key(&tmp, lv)
+    tmp.wild = LITERAL
+    if node.cap == 0:
+        child = <Node *>PyMem_Malloc(sizeof(Node))
+        if child == NULL:
+            free_key(&tmp)
+            raise MemoryError()
+        child[0] = tmp
+        node.kids = child
+        node.cap = 1
+        node.used = 1
+        return child
+    tmp.h = level_hash(lv)
+    try:
+        if (node.used + 1) * 2 > node.cap:
+            resize(node, node.cap * 2 if node.cap > 1 else 4)
+    except MemoryError:
+        free_key(&tmp)
+        raise
+    child = slot_for(node.kids, node.cap - 1, tmp.h)
+    child[0] = tmp
+    node.used += 1
+    return child
+
+
 cdef inline void drop_child(Node *node, Node *child) noexcept:
-    """Unlink ``child``; table slots use backward-shift deletion (no tombstones)."""
+    """Unlink (and free the key of) the empty ``child``; tables use backward-shift deletion."""
     if child.wild == PLUS:
         node.plus = NULL
+        PyMem_Free(child)
         return
-    if child.wild == HASH:
-        node.hash = NULL
-        return
-    if node.cap == 0:
+    free_key(child)
+    if node.cap == 1:
+        PyMem_Free(node.kids)
         node.kids = NULL
+        node.cap = 0
         node.used = 0
         return
-    cdef Slot *table = <Slot *>node.kids
+    cdef Node *table = node.kids
     cdef size_t mask = node.cap - 1
-    cdef size_t hole = <size_t>node_hash(child) & mask
+    cdef size_t hole = <size_t>(child - table)
     cdef size_t j, home
-    while table[hole].node != child:
-        hole = (hole + 1) & mask
     j = hole
     while True:
         j = (j + 1) & mask
-        if table[j].node == NULL:
+        if table[j].kind == 0:
             break
         home = <size_t>table[j].h & mask
         # The entry at j may fill the hole unless its home lies cyclically in (hole, j].
@@ -202,67 +260,85 @@ cdef inline void drop_child(Node *node, Node *child) noexcept:
             continue
         table[hole] = table[j]
         hole = j
-    table[hole].node = NULL
+    table[hole].kind = 0
     node.used -= 1
-    if node.used == 1:  # back to a directly held child
+    if node.used == 1:  # back to a table of one
         for j in range(node.cap):
-            if table[j].node != NULL:
-                node.kids = table[j].node
+            if table[j].kind != 0:
+                child = <Node *>PyMem_Malloc(sizeof(Node))
+                if child == NULL:
+                    return  # keep the big table: still correct
+                child[0] = table[j]
                 break
-        node.cap = 0
         PyMem_Free(table)
+        node.kids = child
+        node.cap = 1
 
 
 cdef inline bint is_empty(Node *node) noexcept:
-    return node.subs == NULL and node.used == 0 and node.plus == NULL and node.hash == NULL
+    return node.subs == NULL and node.used == 0 and node.plus == NULL and node.hash_subs == NULL
 
 
 cdef inline void prune(Node **path, Py_ssize_t depth) noexcept:
-    """Free ``path[depth]`` and its ancestors while they hold nothing; ``path[0]`` is the root."""
+    """Free ``path[depth]`` and its ancestors while they hold nothing; ``path[0]`` is the root.
+
+    Dropping a child may move its siblings, never its ancestors: the path stays valid upwards.
+    """
     while depth > 0 and is_empty(path[depth]):
         drop_child(path[depth - 1], path[depth])
-        PyMem_Free(path[depth])
         depth -= 1
 
 
 cdef inline void free_all(Node *root) noexcept:
-    """Free ``root`` and every node below it (iteratively: filters may be thousands of levels deep)."""
+    """Free ``root`` and every node below it (iteratively: filters may be thousands of levels deep).
+
+    The stack holds tables (and '+' nodes, tables of one): each is freed once its nodes' own tables
+    are on the stack.
+    """
+    cdef Node *table
     cdef Node *node
-    cdef Node *child
     cdef Node **stack
     cdef Node **grown
+    cdef uint32_t *caps
+    cdef uint32_t *grown_caps
+    cdef uint32_t cap, j
     cdef Py_ssize_t sp = 1, size = 64
-    cdef uint32_t j
     stack = <Node **>PyMem_Malloc(size * sizeof(Node *))
-    if stack == NULL:
+    caps = <uint32_t *>PyMem_Malloc(size * sizeof(uint32_t))
+    if stack == NULL or caps == NULL:
+        PyMem_Free(stack)
+        PyMem_Free(caps)
         return  # leak rather than crash
     stack[0] = root
+    caps[0] = 1
     while sp:
         sp -= 1
-        node = stack[sp]
-        if sp + <Py_ssize_t>node.cap + 3 > size:
-            size = (sp + node.cap + 3) * 2
+        table = stack[sp]
+        cap = caps[sp]
+        if sp + 2 * <Py_ssize_t>cap > size:
+            size = (sp + 2 * cap) * 2
             grown = <Node **>PyMem_Realloc(stack, size * sizeof(Node *))
-            if grown == NULL:
-                PyMem_Free(stack)
-                return
-            stack = grown
-        if node.cap == 0:
-            if node.kids != NULL:
-                stack[sp] = <Node *>node.kids
+            if grown != NULL:
+                stack = grown
+            grown_caps = <uint32_t *>PyMem_Realloc(caps, size * sizeof(uint32_t))
+            if grown_caps != NULL:
+                caps = grown_caps
+            if grown == NULL or grown_caps == NULL:
+                break
+        for j in range(cap):
+            node = &table[j]
+            if node.kind == 0:
+                continue
+            if node.cap:
+                stack[sp] = node.kids
+                caps[sp] = node.cap
                 sp += 1
-        else:
-            for j in range(node.cap):
-                child = (<Slot *>node.kids)[j].node
-                if child != NULL:
-                    stack[sp] = child
-                    sp += 1
-            PyMem_Free(node.kids)
-        if node.plus != NULL:
-            stack[sp] = node.plus
-            sp += 1
-        if node.hash != NULL:
-            stack[sp] = node.hash
-            sp += 1
-        PyMem_Free(node)
+            if node.plus != NULL:
+                stack[sp] = node.plus
+                caps[sp] = 1
+                sp += 1
+            if node.wild == LITERAL:
+                free_key(node)
+        PyMem_Free(table)
     PyMem_Free(stack)
+    PyMem_Free(caps)

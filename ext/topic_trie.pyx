@@ -8,26 +8,39 @@ Owns the matching of MQTT topic filters against topic names (MQTT 3.1.1 / 5.0 se
 - ``#`` matches its parent level and any number of child levels (``a/#`` matches ``a``) [MQTT-4.7.1-2];
 - a filter whose first level is ``+`` or ``#`` does not match a topic starting with ``$`` [MQTT-4.7.2-1].
 
-Why it is fast (measure with bench/test_bench_matcher.py):
+Why it is fast (measure with bench/test_bench_matcher.py; the trie is memory-bound once large):
 
-- Trie nodes are C structs (topic_trie.pxd), not Python objects: small, cache-friendly, never scanned
-  by the cyclic GC. Once the trie outgrows the CPU caches, match time is mostly cache misses, and a
-  level costs about one table slot and one node.
+- Exact filters (no ``+`` or ``#`` level, most of them in practice) are not in the trie at all:
+  ``_by_filter`` (filter -> dict), which exists anyway for get() and insert(), is probed once with the
+  whole topic. Only wildcard filters have nodes, so the trie is smaller and its walk shorter, and
+  subscribing to an exact filter is one dict operation.
+- A node is one 64-byte C struct (topic_trie.pxd, a cache line's size) stored IN its parent's open-addressing table, with
+  its level's hash and (up to 10 bytes) the level itself: a level of a lookup reads one cache line,
+  where a table of pointers to nodes read two. A ``#`` child is only a dict pointer in its parent
+  (``#`` ends a filter), so checking it costs no line either. Nodes are never scanned by the cyclic GC.
 - ``match`` allocates nothing per level for topics stored one byte per character (ASCII, Latin-1):
-  it finds the ``/`` with memchr and hashes levels in place, lazily, only where a node has a table.
-  Other topics are split into str objects first.
-- The ``{key: value}`` dicts are owned by ``_by_filter`` (filter -> dict), which the cyclic GC sees;
-  nodes hold borrowed pointers to them. The same dict answers get(), filters() and filter_count, and
-  lets insert() on an existing filter skip the trie walk.
+  it finds the ``/`` with memchr and hashes levels in place, lazily, only where a node has a table of
+  more than one child. Other topics are split into str objects first.
+- The misses that do not depend on each other overlap: '+' branches are prefetched when stacked, and
+  matched dicts (whose refcounts the result list bumps) are prefetched when found and appended after
+  the walk.
+- The ``{key: value}`` dicts are owned by ``_by_filter``, which the cyclic GC sees; nodes hold borrowed
+  pointers to them. The same dict answers get(), filters() and filter_count, and lets insert() on an
+  existing filter skip the trie walk.
+
+Results keep the reference's order (a depth-first walk, literal child before ``+``): the literal path's
+``#`` matches, then the exact filter, then the ``+`` branches, deepest first.
 """
 
 cimport cython
+from libc.stdint cimport uint16_t, uint32_t
 from libc.string cimport memchr
 
 from topic_trie cimport (
-    FIXED_LEVELS, HASH, NO_HASH, PLUS, ROOT, LITERAL, Level, Node, PyDict_GET_SIZE, PyDict_GetItemWithError,
-    PyList_Append, PyMem_Free, PyMem_Malloc, PyObject, PyUnicode_DATA, PyUnicode_GET_LENGTH, PyUnicode_KIND,
-    PyUnicode_READ_CHAR, add_child, find_child, free_all, is_empty, level_of, new_node, prune,
+    FIXED_LEVELS, NO_HASH, PLUS, ROOT, Level, Node, PyDict_GET_SIZE, PyDict_GetItemWithError,
+    PyList_Append, PyMem_Free, PyMem_Malloc, PyObject, PyUnicode_DATA, PyUnicode_FindChar,
+    PyUnicode_GET_LENGTH, PyUnicode_KIND, PyUnicode_READ_CHAR, add_child, find_child, free_all, level_of,
+    new_node, prefetch, prune,
 )
 
 
@@ -39,6 +52,59 @@ cdef struct Frame:
 cdef object _MISSING = object()
 
 
+cdef enum:
+    FOUND_BATCH = 32
+
+
+cdef struct Found:
+    # Matched dicts not yet in the result list. Appending increments a dict's refcount, a cache miss
+    # of its own once the trie is large: prefetched when found, the dicts are appended after the walk,
+    # so those misses overlap with the walk's instead of adding to them.
+    PyObject *items[FOUND_BATCH]
+    int k
+
+
+cdef inline int flush(Found *found, list out) except -1:
+    cdef int j
+    for j in range(found.k):
+        PyList_Append(out, <object>found.items[j])
+    found.k = 0
+    return 0
+
+
+cdef inline int add_found(Found *found, PyObject *subs, list out) except -1:
+    prefetch(subs)
+    if found.k == FOUND_BATCH:
+        flush(found, out)
+    found.items[found.k] = subs
+    found.k += 1
+    return 0
+
+
+cdef inline bint is_wild_level(const Level *lv) noexcept:
+    """Is the level exactly ``+`` or ``#`` (in any of the str's code-unit widths)?"""
+    cdef Py_UCS4 c
+    if lv.nbytes != lv.kind:
+        return False
+    if lv.kind == 1:
+        c = (<const unsigned char *>lv.data)[0]
+    elif lv.kind == 2:
+        c = (<const uint16_t *>lv.data)[0]
+    else:
+        c = (<const uint32_t *>lv.data)[0]
+    return c == u'+' or c == u'#'
+
+
+cdef bint is_wildcard(str topic_filter) except -1:
+    """Has the filter a ``+`` or ``#`` level? Filters without one match only the topic equal to them."""
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(topic_filter)
+    if (PyUnicode_FindChar(topic_filter, u'+', 0, n, 1) == -1
+            and PyUnicode_FindChar(topic_filter, u'#', 0, n, 1) == -1):
+        return False  # the common case, without splitting
+    cdef list levels = topic_filter.split("/")
+    return "+" in levels or "#" in levels
+
+
 # --- the trie ------------------------------------------------------------------------------------
 
 @cython.final
@@ -46,14 +112,16 @@ cdef object _MISSING = object()
 cdef class TopicTrie:
     """Topic filters -> ``{key: value}`` dicts, matched against topic names."""
 
-    cdef Node *_root
-    cdef dict _by_filter  # filter -> its {key: value} dict; owns the dicts the nodes point to
+    cdef Node *_root        # wildcard filters only
+    cdef dict _by_filter    # every filter -> its {key: value} dict; owns the dicts the nodes point to
     cdef Py_ssize_t _entries
+    cdef Py_ssize_t _wildcards  # filters in the trie (those with a '+' or '#' level)
 
     def __cinit__(self):
         self._by_filter = {}
         self._entries = 0
-        self._root = new_node(ROOT, NULL)
+        self._wildcards = 0
+        self._root = new_node(ROOT)
 
     def __init__(self):
         pass
@@ -71,12 +139,27 @@ cdef class TopicTrie:
         """The number of distinct filters with at least one key."""
         return PyDict_GET_SIZE(self._by_filter)
 
+    cdef int _forget_cleared(self) except -1:
+        """Drop the nodes if the GC has cleared ``_by_filter`` (tearing down a cycle through the trie).
+
+        _by_filter holds every wildcard filter, so it can only be smaller than ``_wildcards`` once the
+        GC emptied it behind our back; the nodes' dict pointers then dangle: never read them again.
+        """
+        cdef Node *fresh
+        if PyDict_GET_SIZE(self._by_filter) < self._wildcards:
+            fresh = new_node(ROOT)
+            free_all(self._root)
+            self._root = fresh
+            self._wildcards = 0
+            self._entries = 0
+        return 0
+
     def insert(self, str topic_filter not None, key, value):
         """Store ``value`` for ``key`` under ``topic_filter``; True if ``key`` was new there."""
+        self._forget_cleared()
         cdef PyObject *found = PyDict_GetItemWithError(self._by_filter, topic_filter)
         cdef dict subs
         cdef Py_ssize_t before
-        cdef Node *fresh
         if found != NULL:  # an existing filter: no trie walk
             subs = <dict>found
             before = len(subs)
@@ -86,13 +169,12 @@ cdef class TopicTrie:
             self._entries += 1
             return True
         subs = {key: value}  # the key's __hash__ runs before the trie changes
-        if PyDict_GET_SIZE(self._by_filter) == 0 and not is_empty(self._root):
-            # Nodes without filters: the GC has cleared _by_filter (tearing down a cycle) and
-            # their dict pointers dangle. Start afresh rather than ever read them.
-            fresh = new_node(ROOT, NULL)
-            free_all(self._root)
-            self._root = fresh
-        self._descend(topic_filter, subs, True)
+        if is_wildcard(topic_filter):
+            self._descend(topic_filter, subs, True)
+            self._wildcards += 1
+        else:
+            # Exact filters live in _by_filter alone, which match() probes with the whole topic.
+            self._by_filter[topic_filter] = subs
         self._entries += 1
         return True
 
@@ -107,7 +189,11 @@ cdef class TopicTrie:
             return False
         self._entries -= 1
         if not subs:
-            self._descend(topic_filter, subs, False)
+            if is_wildcard(topic_filter):
+                self._descend(topic_filter, subs, False)
+                self._wildcards -= 1
+            else:
+                del self._by_filter[topic_filter]
         return True
 
     def get(self, str topic_filter not None, key):
@@ -122,11 +208,17 @@ cdef class TopicTrie:
         return iter(list(self._by_filter))
 
     cdef int _descend(self, str topic_filter, dict subs, bint attach) except -1:
-        """Attach ``subs`` as the dict of ``topic_filter``, creating nodes; or detach it and prune."""
+        """Attach ``subs`` as the dict of the wildcard ``topic_filter``, creating nodes; or detach it and
+        prune. A trailing ``#`` is no node: its dict is the ``hash_subs`` of the node before it."""
         cdef list levels = topic_filter.split("/")
         cdef Py_ssize_t n = len(levels), depth = 0
+        cdef bint tail_hash = levels[n - 1] == "#"
         cdef Node *child
-        cdef Node **path = <Node **>PyMem_Malloc((n + 1) * sizeof(Node *))
+        cdef PyObject **slot = NULL
+        cdef Node **path
+        if tail_hash:
+            n -= 1
+        path = <Node **>PyMem_Malloc((n + 1) * sizeof(Node *))
         if path == NULL:
             raise MemoryError()
         path[0] = self._root
@@ -137,12 +229,14 @@ cdef class TopicTrie:
                     break  # detaching, and the filter has no node
                 depth += 1
                 path[depth] = child
+            if depth == n:
+                slot = &path[n].hash_subs if tail_hash else &path[n].subs
             if attach:
                 self._by_filter[topic_filter] = subs
-                path[n].subs = <PyObject *>subs
+                slot[0] = <PyObject *>subs
             else:
-                if depth == n and path[n].subs == <PyObject *>subs:
-                    path[n].subs = NULL
+                if depth == n and slot[0] == <PyObject *>subs:
+                    slot[0] = NULL
                 self._by_filter.pop(topic_filter, None)
         finally:
             prune(path, depth)  # after a detach; and undoes a failed attach
@@ -150,27 +244,19 @@ cdef class TopicTrie:
         return 0
 
     cdef Node *_step(self, Node *node, str level, bint create) except? NULL:
-        """The child of ``node`` for one filter level; created if missing and ``create``, else NULL."""
+        """The child of ``node`` for one filter level (not a trailing ``#``); created if missing and
+        ``create``, else NULL."""
         cdef Node *child
         cdef Level lv
-        if PyUnicode_GET_LENGTH(level) == 1 and (level == "+" or level == "#"):
-            child = node.plus if level == "+" else node.hash
+        if PyUnicode_GET_LENGTH(level) == 1 and level == "+":
+            child = node.plus
             if child == NULL and create:
-                child = new_node(PLUS if level == "+" else HASH, NULL)
-                if level == "+":
-                    node.plus = child
-                else:
-                    node.hash = child
+                child = node.plus = new_node(PLUS)
             return child
         level_of(&lv, level)
         child = find_child(node, &lv)
         if child == NULL and create:
-            child = new_node(LITERAL, &lv)
-            try:
-                add_child(node, child, lv.h)
-            except MemoryError:
-                PyMem_Free(child)
-                raise
+            child = add_child(node, &lv)
         return child
 
     def match(self, str topic not None):
@@ -185,13 +271,14 @@ cdef class TopicTrie:
         cdef Frame *stack = fixed_stack
         cdef Py_ssize_t n, i
         cdef list parts = None
-        cdef bint dollar
+        cdef bint dollar, exact = True
         cdef const char *data = NULL
         cdef const char *end = NULL
         cdef const char *cur
         cdef const char *slash
         if PyDict_GET_SIZE(self._by_filter) == 0:
             return out  # also the state while the GC tears down a cycle holding the trie
+        self._forget_cleared()
         if PyUnicode_KIND(topic) == 1:
             # One byte per character: the levels are found in place, allocation-free.
             data = <const char *>PyUnicode_DATA(topic)
@@ -225,41 +312,75 @@ cdef class TopicTrie:
                     levels[i].nbytes = slash - cur
                     levels[i].h = NO_HASH
                     levels[i].kind = 1
+                    if slash - cur == 1 and (cur[0] == b'+' or cur[0] == b'#'):
+                        exact = False
                     cur = slash + 1
             else:
                 for i in range(n):
                     level_of(&levels[i], <str>parts[i])
+                    if is_wild_level(&levels[i]):
+                        exact = False
             dollar = PyUnicode_GET_LENGTH(topic) > 0 and PyUnicode_READ_CHAR(topic, 0) == u'$'
-            self._collect(levels, n, stack, dollar, out)
+            # A topic with a '+' or '#' level (not a valid topic name, but matched all the same) equals
+            # no exact filter: the filter of the same name is a wildcard one, found in the trie.
+            self._collect(levels, n, stack, dollar, topic if exact else None, out)
         finally:
             if levels != fixed_levels:
                 PyMem_Free(levels)
                 PyMem_Free(stack)
         return out
 
-    cdef int _collect(self, Level *levels, Py_ssize_t n, Frame *stack, bint dollar, list out) except -1:
-        """Depth-first over the branches that match ``levels``; the stack never holds more than 2n+1."""
-        cdef Node *root = self._root
-        cdef Node *node
+    cdef int _collect(self, Level *levels, Py_ssize_t n, Frame *stack, bint dollar, str exact,
+                      list out) except -1:
+        """Append the dicts of the filters matching ``levels``, in the order of a depth-first walk that
+        tries the literal child before the '+' child (the order of mqhook._trie_py).
+
+        First the literal path from the root, stacking the '+' branches met on the way;
+        where it ends, the exact filter equal to the topic (``exact``, None if it cannot be one) comes
+        next, then the stacked branches. The stack never holds more than two frames per level.
+        """
+        cdef Node *node = self._root
         cdef Node *child
-        cdef Py_ssize_t i, sp = 1
-        cdef bint wild_ok
-        stack[0].node = root
-        stack[0].i = 0
+        cdef Py_ssize_t i = 0, sp = 0
+        cdef PyObject *exact_subs
+        cdef Found found
+        found.k = 0
+        # [MQTT-4.7.2-1]: '+' or '#' as the first level never matches a '$' topic.
+        cdef bint wild_ok = not dollar
+        while True:
+            # '#' also matches the parent level [MQTT-4.7.1-2], so it counts whether or not levels remain.
+            if node.hash_subs != NULL and wild_ok:
+                add_found(&found, node.hash_subs, out)
+            if i == n:
+                break  # node.subs is NULL: an exact filter, which the trie does not hold
+            if node.plus != NULL and wild_ok:
+                prefetch(node.plus)
+                stack[sp].node = node.plus
+                stack[sp].i = i + 1
+                sp += 1
+            if node.used == 0:
+                break
+            node = find_child(node, &levels[i])
+            if node == NULL:
+                break
+            i += 1
+            wild_ok = True
+        if exact is not None:
+            exact_subs = PyDict_GetItemWithError(self._by_filter, exact)
+            if exact_subs != NULL:
+                add_found(&found, exact_subs, out)
         while sp:
             sp -= 1
             node = stack[sp].node
             i = stack[sp].i
-            # [MQTT-4.7.2-1]: '+' or '#' as the first level never matches a '$' topic.
-            wild_ok = not dollar or node != root
-            # '#' also matches the parent level [MQTT-4.7.1-2], so it counts whether or not levels remain.
-            if node.hash != NULL and node.hash.subs != NULL and wild_ok:
-                PyList_Append(out, <object>node.hash.subs)
+            if node.hash_subs != NULL:
+                add_found(&found, node.hash_subs, out)
             if i == n:
                 if node.subs != NULL:
-                    PyList_Append(out, <object>node.subs)
+                    add_found(&found, node.subs, out)
                 continue
-            if node.plus != NULL and wild_ok:
+            if node.plus != NULL:
+                prefetch(node.plus)
                 stack[sp].node = node.plus
                 stack[sp].i = i + 1
                 sp += 1
@@ -269,4 +390,5 @@ cdef class TopicTrie:
                     stack[sp].node = child
                     stack[sp].i = i + 1
                     sp += 1
+        flush(&found, out)
         return 0
