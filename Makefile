@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make run` (the daemon on its embedded defaults) and `make test`.
-# Each does its own set-up: a venv in .venv, an editable install, and the Cython trie built in place.
+# Each does its own set-up: a venv in .venv, an editable install, and the Cython modules in ext/ built in place.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml setup.py
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
-$(EXT): $(STAMP) ext/topic_trie.pyx
+$(EXT): $(STAMP) $(wildcard ext/*.pyx ext/*.pxd)
 	$(BIN)/python setup.py -q build_ext --inplace
 	touch $@
 

@@ -1,4 +1,5 @@
-"""Builds the Cython topic trie in ext/. Without a compiler, mqhook installs and runs on the pure-Python trie."""
+"""Builds the Cython modules in ext/ (topic trie, event JSON). Without a compiler, mqhook installs and runs on
+their pure-Python references (see src/mqhook/native.py)."""
 
 import os
 
@@ -13,7 +14,7 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # noqa: BLE001 - any compiler failure means "use the fallback"
-            print(f"mqhook: Cython extension not built ({exc}); the pure-Python topic trie will be used")
+            print(f"mqhook: Cython extensions not built ({exc}); the pure-Python fallbacks will be used")
 
     def build_extension(self, ext) -> None:  # type: ignore[no-untyped-def]
         try:
@@ -31,7 +32,10 @@ def extensions() -> list:
         return []
     from setuptools import Extension
 
-    exts = [Extension("mqhook._topic_trie", ["ext/topic_trie.pyx"])]
+    exts = [
+        Extension("mqhook._topic_trie", ["ext/topic_trie.pyx"]),
+        Extension("mqhook._eventjson", ["ext/eventjson.pyx"]),
+    ]
     return cythonize(exts, compiler_directives={"language_level": "3"}, quiet=True)
 
 

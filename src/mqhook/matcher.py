@@ -12,33 +12,16 @@ is missing, one warning says so at import, with the command that builds it.
 
 from __future__ import annotations
 
-import logging
-import os
 from typing import TYPE_CHECKING
 
 from mqhook._trie_py import TopicTrie as PyTopicTrie
+from mqhook.native import load
 
 __all__ = ["IMPLEMENTATION", "PyTopicTrie", "TopicTrie"]
 
+_module, IMPLEMENTATION = load("mqhook._topic_trie", "mqhook._trie_py")
+_selected = _module.TopicTrie
 
-def _select() -> tuple[type, str]:
-    """The trie class to use and its implementation name; logs once when falling back."""
-    if os.environ.get("MQHOOK_PURE_PYTHON") == "1":
-        return PyTopicTrie, "python"
-    try:
-        from mqhook._topic_trie import TopicTrie as compiled
-    except ImportError as exc:
-        logging.getLogger("mqhook").warning(
-            "mqhook: the compiled topic matcher mqhook._topic_trie is missing (%s); using the slower "
-            "pure-Python trie. Build it with `python setup.py build_ext --inplace` from the source tree "
-            "(needs Cython and a C compiler), or reinstall mqhook where they are available",
-            exc,
-        )
-        return PyTopicTrie, "python"
-    return compiled, "cython"
-
-
-_selected, IMPLEMENTATION = _select()
 
 if TYPE_CHECKING:
     # Same API; type checkers see the reference so ``TopicTrie`` works in annotations.

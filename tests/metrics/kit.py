@@ -38,6 +38,12 @@ def flaky(n: int) -> tuple[int, float]:
     return 200, 0.0
 
 
+def put(wh: Any, event: msgspec.Struct) -> bool:
+    """Hand ``wh`` one event the way the events layer does: its JSON and its client id."""
+    ok: bool = wh.put(msgspec.json.encode(event), event.clientid)  # type: ignore[attr-defined]
+    return ok
+
+
 class Event(msgspec.Struct, tag_field="event", tag="message.publish", kw_only=True):
     """A message.publish-shaped event, as the events layer builds them (clientid, timestamp ms)."""
 

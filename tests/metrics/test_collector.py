@@ -22,7 +22,7 @@ from mqhook.webhook.counters import Histogram
 from mqhook.webhook.request import created_ms
 
 from . import kit
-from .kit import Event, Receiver, value
+from .kit import Event, Receiver, put, value
 
 
 def _webhook(url: str, **settings: Any) -> Webhook:
@@ -114,7 +114,7 @@ def test_webhook_outcomes_and_histograms_per_request() -> None:
         wh = _webhook(rx.url(), max_retries=1, retry_backoff="5ms", retry_backoff_max="10ms")
         wh.start()
         for i in range(30):
-            wh.put(Event(clientid=f"c{i}", timestamp=time.time_ns() // 1_000_000 - 250))
+            put(wh, Event(clientid=f"c{i}", timestamp=time.time_ns() // 1_000_000 - 250))
         await _until(lambda: wh.success + wh.failed + sum(wh.dropped.values()) == 30)
         await wh.close(1.0)
         await rx.stop()
@@ -148,7 +148,7 @@ def test_batched_delivery_latency_counts_every_event_once() -> None:
         rx = await Receiver().start()
         wh = _webhook(rx.url(), batch_size=10)
         for i in range(25):  # queued before start: batches of 10, 10, 5
-            wh.put(Event(clientid=f"c{i}"))
+            put(wh, Event(clientid=f"c{i}"))
         wh.start()
         await _until(lambda: wh.success == 25)
         await wh.close(1.0)
@@ -169,7 +169,7 @@ def test_connection_errors_and_timeouts_are_told_apart() -> None:
         slow = _webhook(rx.url(), name="slow", max_retries=0, request_timeout="200ms")
         for wh in (refused, slow):
             wh.start()
-            wh.put(Event(clientid="c"))
+            put(wh, Event(clientid="c"))
         await _until(lambda: refused.dropped["retries_exhausted"] == 1 and slow.dropped["retries_exhausted"] == 1)
         for wh in (refused, slow):
             await wh.close(1.0)

@@ -12,7 +12,7 @@ import pytest
 from mqhook import hooks as H
 from mqhook.broker.broker import Broker
 from mqhook.broker.message import Message
-from mqhook.events import EventHooks
+from mqhook.events import EventHooks, MessageWriter
 from mqhook.events import build as B
 from mqhook.events import hooks as event_hooks
 from mqhook.matcher import TopicTrie
@@ -22,12 +22,15 @@ from .brokerkit import Client, make_broker
 from .test_events import RecordingSink
 
 NODE = "mqhook@test"
+# What EventHooks calls to make each event: a MessageWriter method, or a builder in ``build``.
+WRITERS = {
+    "message_publish": "publish",
+    "message_dropped": "dropped",
+    "message_delivered": "delivered",
+    "message_acked": "acked",
+    "delivery_dropped": "delivery_dropped",
+}
 BUILDERS = [
-    "message_publish",
-    "message_dropped",
-    "message_delivered",
-    "message_acked",
-    "delivery_dropped",
     "client_connected",
     "client_connack",
     "client_disconnected",
@@ -62,16 +65,17 @@ class FakeSink(RecordingSink):
 
 @pytest.fixture
 def builds(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
-    """Counts calls of every builder in ``mqhook.events.build`` (what EventHooks calls)."""
-    counts = dict.fromkeys(BUILDERS, 0)
-    for name in BUILDERS:
-        real = getattr(B, name)
+    """Counts calls of every event writer and builder (what EventHooks calls to make an event)."""
+    counts = dict.fromkeys([*WRITERS, *BUILDERS], 0)
+    targets = [(MessageWriter, method, name) for name, method in WRITERS.items()]
+    for owner, attr, name in [*targets, *((B, name, name) for name in BUILDERS)]:
+        real = getattr(owner, attr)
 
         def counting(*args: Any, _real: Any = real, _name: str = name) -> Any:
             counts[_name] += 1
             return _real(*args)
 
-        monkeypatch.setattr(B, name, counting)
+        monkeypatch.setattr(owner, attr, counting)
     yield counts
 
 
@@ -118,7 +122,7 @@ def test_sink_wanting_only_connected_costs_nothing_on_publish(builds: dict[str, 
     c.send(P.Publish("t", b"x", 1, packet_id=1))
     c.send(P.Publish("none", b"x", 0))
     assert [type(e).__name__ for e in sink.got] == ["ClientConnected"]
-    assert builds == {name: int(name == "client_connected") for name in BUILDERS}
+    assert builds == {name: int(name == "client_connected") for name in [*WRITERS, *BUILDERS]}
 
 
 def test_no_trie_lookup_for_an_event_nobody_wants(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,7 +143,7 @@ def test_no_trie_lookup_for_an_event_nobody_wants(monkeypatch: pytest.MonkeyPatc
             return self.trie.match(topic)
 
     monkeypatch.setattr(event_hooks, "TopicTrie", SpyTrie)
-    hooks = EventHooks(NODE, [RecordingSink(events=["message.delivered"])])
+    hooks = EventHooks(NODE, [RecordingSink(events=["message.delivered"], topics=("t", "u/+"))])
     hooks.message_publish(msg("t"))  # even if a call site ignored want_publish
     hooks.message_dropped(msg("t"), "no_subscribers")
     assert lookups == []
@@ -151,6 +155,11 @@ def test_no_trie_lookup_for_an_event_nobody_wants(monkeypatch: pytest.MonkeyPatc
     c.send(P.Subscribe(1, [P.Subscription("t", 0)]))
     c.send(P.Publish("t", b"x", 0))
     assert lookups == ["t"]  # the spy is live: the delivery was looked up
+    lookups.clear()
+    every = EventHooks(NODE, [RecordingSink(events=["message.publish"])])  # topics ("#",): no lookup needed
+    every.message_publish(msg("t"))
+    every.message_publish(msg("$SYS/t"))
+    assert lookups == [] and [e.topic for e in every.sinks[0].got] == ["t"]  # type: ignore[attr-defined]
 
 
 def test_unmatched_topic_puts_nothing_and_builds_nothing(builds: dict[str, int]) -> None:
@@ -220,7 +229,7 @@ def test_one_build_per_payload_encoding(builds: dict[str, int]) -> None:
     b64 = RecordingSink(events=["message.publish"], payload_encoding="base64")
     EventHooks(NODE, [plain1, plain2, b64]).message_publish(msg("t", b"\xff"))
     assert builds["message_publish"] == 2
-    assert plain1.got[0] is plain2.got[0] and plain1.got[0].payload == "\ufffd"
+    assert plain1.raws[0] is plain2.raws[0] and plain1.got[0].payload == "\ufffd"  # the same bytes
     assert b64.got[0].payload == "/w==" and b64.got[0].id == plain1.got[0].id
 
 
@@ -229,7 +238,7 @@ def test_client_events_ignore_topics_and_are_built_once(builds: dict[str, int]) 
     broker, _ = broker_with(*sinks)
     connected(broker)
     assert builds["client_connected"] == 1
-    assert sinks[0].got[0] is sinks[1].got[0] is sinks[2].got[0]
+    assert sinks[0].raws[0] is sinks[1].raws[0] is sinks[2].raws[0]
 
 
 def test_set_sinks_rebuilds_indexes() -> None:

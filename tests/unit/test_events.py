@@ -1,7 +1,8 @@
-"""Event structs built from real broker objects, compared with real EMQX 5 webhook bodies.
+"""Events from real broker objects, compared with real EMQX 5 webhook bodies.
 
-The broker runs without sockets (``brokerkit``); a recording sink collects what
-``EventHooks`` builds. Expected key sets and JSON types come from
+The broker runs without sockets (``brokerkit``); a recording sink collects the JSON
+``EventHooks`` puts, checks that it has exactly the keys of its ``mqhook.events.model``
+struct, and keeps it decoded into that struct. Expected key sets and JSON types come from
 ``tests/data/seed_events.jsonl`` (bodies captured from EMQX) and, for events the
 seed lacks, from the field matrix of EMQX 5.8.9 (``emqx_rule_events.erl``) written
 out here by hand, independently of ``mqhook.events.model``.
@@ -23,7 +24,8 @@ import msgspec
 import pytest
 
 from mqhook.broker.broker import Broker
-from mqhook.events import EMPTY_PROPS, EVENT_TYPES, Event, EventHooks, encode_payload, printable_props
+from mqhook.broker.message import Message
+from mqhook.events import EMPTY_PROPS, EVENT_TYPES, Event, EventHooks, MessageWriter, printable_props
 from mqhook.events import build as B
 from mqhook.hooks import ALL_EVENTS
 from mqhook.mqtt import packets as P
@@ -95,10 +97,16 @@ class RecordingSink:
         self.events = frozenset(events)
         self.topics = topics
         self.payload_encoding = payload_encoding
-        self.got: list[Any] = []
+        self.got: list[Any] = []  # each event decoded into its struct
+        self.raws: list[bytes] = []  # each event as put
 
-    def put(self, event: Event) -> bool:
+    def put(self, raw: bytes, clientid: str) -> bool:
+        event = msgspec.json.decode(raw, type=Event)  # strict types; an unknown event name fails
+        keys = set(json.loads(raw))
+        assert keys == {"event", *type(event).__struct_fields__}, f"{EVENT_NAME[type(event)]}: keys {sorted(keys)}"
+        assert clientid == event.clientid
         self.got.append(event)
+        self.raws.append(raw)
         return True
 
     @property
@@ -351,18 +359,24 @@ def test_message_id_format_and_sharing() -> None:
 BINARY = bytes(range(256))
 
 
+def payload_of(payload: bytes, encoding: str) -> str:
+    raw = MessageWriter(NODE).publish(Message("t", payload, 0, False, {}, "c"), encoding)
+    text: str = json.loads(raw)["payload"]
+    return text
+
+
 def test_plain_payload_is_emqx_compatible_and_loses_binary() -> None:
-    assert encode_payload("héllo".encode(), "plain") == "héllo"
-    assert encode_payload(b"a\xffb", "plain") == "a\ufffdb"
-    assert encode_payload(BINARY, "plain").encode() != BINARY
+    assert payload_of("héllo".encode(), "plain") == "héllo"
+    assert payload_of(b"a\xffb", "plain") == "a\ufffdb"
+    assert payload_of(BINARY, "plain") == BINARY.decode("utf-8", "replace") != BINARY.decode("latin-1")
 
 
 def test_base64_payload_survives_binary() -> None:
-    text = encode_payload(BINARY, "base64")
+    text = payload_of(BINARY, "base64")
     assert text == base64.b64encode(BINARY).decode() and base64.b64decode(text) == BINARY
-    assert encode_payload(b"", "base64") == ""
-    with pytest.raises(ValueError, match="payload encoding 'hex'"):
-        encode_payload(b"x", "hex")
+    assert payload_of(b"", "base64") == ""
+    with pytest.raises(ValueError, match="payload_encoding 'hex'"):
+        EventHooks(NODE, [RecordingSink(payload_encoding="hex")])
 
 
 def test_builders_encode_payload_per_encoding() -> None:
@@ -431,10 +445,11 @@ def test_shared_empty_props_cannot_be_changed() -> None:
 
 
 def test_events_without_props_share_one_object() -> None:
-    sink = seed_session()
-    publish = sink.named("message.publish")[0]
-    disconnected = sink.named("client.disconnected")[0]
-    assert publish.pub_props is EMPTY_PROPS and disconnected.disconn_props is EMPTY_PROPS
+    broker, _ = make_broker()
+    c = client(broker)
+    c.connect("p")
+    assert B.client_disconnected(c.conn, "normal", {}, NODE).disconn_props is EMPTY_PROPS
+    assert B.session_subscribed(c.conn, "t", 0, {}, NODE).sub_props is EMPTY_PROPS
 
 
 # -- the structs themselves ---------------------------------------------------------------------

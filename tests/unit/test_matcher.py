@@ -4,9 +4,7 @@ written here, independently of the code under test (MQTT section 4.7)."""
 from __future__ import annotations
 
 import gc
-import logging
 import random
-import sys
 import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -250,6 +248,52 @@ def test_many_siblings_insert_and_remove(make_trie: TrieFactory) -> None:
     assert trie.filter_count == 2 * (len(names) - len(removed))
 
 
+def test_long_levels(make_trie: TrieFactory) -> None:
+    """Levels longer than the Cython node's inline key (10 bytes) are stored apart from the node."""
+    trie = make_trie()
+    names = [f"device-{i:04d}-{'x' * (i % 7)}" for i in range(600)] + ["é" * 9, "€" * 6, "😀" * 3]
+    for name in names:
+        trie.insert(f"site/{name}/+", name, None)
+        trie.insert(f"site/{name}", name, None)  # exact: not a trie node
+    for name in names[::2]:
+        assert trie.remove(f"site/{name}/+", name)
+    for name in names:
+        assert _matched_filters(trie, f"site/{name}") == [name], name
+        assert _matched_filters(trie, f"site/{name}/v") == ([] if names.index(name) % 2 == 0 else [name]), name
+    assert _matched_filters(trie, "site/device-0001-") == []
+
+
+def test_exact_and_wildcard_filters_share_prefixes(make_trie: TrieFactory) -> None:
+    """The Cython trie keeps exact filters apart from its nodes: '#' still matches its parent level, and
+    a topic with a '+' or '#' level (not a valid name, matched all the same) meets wildcards only."""
+    trie = make_trie()
+    filters = ["a/b", "a/#", "a/+", "a/b/#", "+/b", "a/+/#", "a", "#"]
+    for f in filters:
+        trie.insert(f, f, None)
+    for topic in ("a/b", "a", "a/+", "a/#", "+", "#", "a/b/c"):
+        assert _matched_filters(trie, topic) == sorted(f for f in filters if _brute_matches(topic, f)), topic
+    trie.remove("a/b", "a/b")
+    trie.remove("a/#", "a/#")
+    assert _matched_filters(trie, "a/b") == ["#", "+/b", "a/+", "a/+/#", "a/b/#"]
+
+
+def test_match_order_is_the_references(make_trie: TrieFactory) -> None:
+    """Callers see matches in order (routing delivers in it): the same lists as the Python reference."""
+    rng = random.Random(11)
+    levels = ["a", "b", "", "long-level-name", "é", "$x"]
+    filters = {
+        "/".join(rng.choice([*levels, "+"]) for _ in range(rng.randrange(1, 5))) + rng.choice(["", "/#"])
+        for _ in range(400)
+    }
+    trie, reference = make_trie(), PyTopicTrie()
+    for f in sorted(filters):
+        trie.insert(f, f, None)
+        reference.insert(f, f, None)
+    for _ in range(300):
+        topic = "/".join(rng.choice(levels) for _ in range(rng.randrange(1, 6)))
+        assert trie.match(topic) == reference.match(topic), topic
+
+
 def test_counts_and_filters(make_trie: TrieFactory) -> None:
     trie = make_trie()
     inserted = {"a/b": ["k1", "k2"], "a/+": ["k1"], "#": ["k3"], "": ["k4"], "a//#": ["k5"]}
@@ -330,24 +374,6 @@ def test_cycles_through_the_trie_are_collected(make_trie: TrieFactory) -> None:
     del trie, session
     gc.collect()
     assert probe() is None
-
-
-def test_fallback_logs_one_warning(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.delenv("MQHOOK_PURE_PYTHON", raising=False)
-    monkeypatch.setitem(sys.modules, "mqhook._topic_trie", None)  # makes the import fail
-    with caplog.at_level(logging.WARNING, logger="mqhook"):
-        cls, name = matcher._select()
-    assert (cls, name) == (PyTopicTrie, "python")
-    warnings = [r for r in caplog.records if r.name == "mqhook"]
-    assert len(warnings) == 1
-    assert "build_ext --inplace" in warnings[0].getMessage()
-
-
-def test_env_var_forces_python(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setenv("MQHOOK_PURE_PYTHON", "1")
-    with caplog.at_level(logging.DEBUG, logger="mqhook"):
-        assert matcher._select() == (PyTopicTrie, "python")
-    assert caplog.records == []
 
 
 def test_module_exports() -> None:

@@ -8,7 +8,7 @@ import time
 
 from aiohttp import web
 
-from .kit import Connected, Publish, Received, Receiver, balanced, free_port, run, until, webhook
+from .kit import Connected, Publish, Received, Receiver, balanced, free_port, put, run, until, webhook
 
 
 def test_batch_size_1_sends_one_object_per_request_like_emqx() -> None:
@@ -17,8 +17,8 @@ def test_batch_size_1_sends_one_object_per_request_like_emqx() -> None:
         wh = webhook(rx.url(), name="one")
         wh.start()
         for i in range(5):
-            assert wh.put(Publish(clientid="c1", seq=i))
-        wh.put(Connected(clientid="c1", timestamp=7))
+            assert put(wh, Publish(clientid="c1", seq=i))
+        put(wh, Connected(clientid="c1", timestamp=7))
         await rx.wait_for(lambda: len(rx.requests) == 6)
         await until(lambda: wh.success == 6)
         for rec in rx.requests:
@@ -42,7 +42,7 @@ def test_batch_size_100_sends_arrays_of_at_most_100() -> None:
         rx = await Receiver().start()
         wh = webhook(rx.url(), batch_size=100)
         for i in range(250):  # queued before start: the sender finds full batches
-            wh.put(Publish(clientid=f"c{i % 7}", seq=i))
+            put(wh, Publish(clientid=f"c{i % 7}", seq=i))
         wh.start()
         await rx.wait_for(lambda: len(rx.events()) == 250)
         sizes = sorted(len(rec.json()) for rec in rx.requests)
@@ -66,7 +66,7 @@ def test_batch_time_lingers_for_a_partial_batch() -> None:
         await asyncio.sleep(0)  # let the sender reach its wait
         started = time.monotonic()
         for i in range(3):
-            wh.put(Publish(clientid="c", seq=i))
+            put(wh, Publish(clientid="c", seq=i))
         await rx.wait_for(lambda: rx.requests, timeout=3.0)
         waited = rx.requests[0].at - started
         assert 0.3 <= waited < 2.0, waited
@@ -84,7 +84,7 @@ def test_full_batch_does_not_wait_for_batch_time() -> None:
         wh.start()
         started = time.monotonic()
         for i in range(10):
-            wh.put(Publish(clientid="c", seq=i))
+            put(wh, Publish(clientid="c", seq=i))
         await rx.wait_for(lambda: rx.requests, timeout=3.0)
         assert rx.requests[0].at - started < 1.0
         assert len(rx.requests[0].json()) == 10
@@ -113,7 +113,7 @@ def test_503_with_retry_after_waits_that_long_then_succeeds() -> None:
         # Backoff 0: without Retry-After the retry would be immediate.
         wh = webhook(rx.url(), retry_backoff="0ms", retry_backoff_max="30s")
         wh.start()
-        wh.put(Publish(clientid="c"))
+        put(wh, Publish(clientid="c"))
         await rx.wait_for(lambda: len(rx.requests) == 2, timeout=5.0)
         gap = rx.requests[1].at - rx.requests[0].at
         assert 0.9 <= gap < 3.0, gap
@@ -133,7 +133,7 @@ def test_retry_after_http_date_and_cap_at_backoff_max() -> None:
         rx = await Receiver(_fail_first(429, date)).start()
         wh = webhook(rx.url(), retry_backoff="0ms", retry_backoff_max="300ms")
         wh.start()
-        wh.put(Publish(clientid="c"))
+        put(wh, Publish(clientid="c"))
         await rx.wait_for(lambda: len(rx.requests) == 2, timeout=5.0)
         gap = rx.requests[1].at - rx.requests[0].at
         assert 0.2 <= gap < 2.0, gap
@@ -149,7 +149,7 @@ def test_400_is_not_retried_and_counts_failed() -> None:
         rx = await Receiver(_fail_first(400, times=1000)).start()
         wh = webhook(rx.url(), retry_backoff="0ms")
         wh.start()
-        wh.put(Publish(clientid="c"))
+        put(wh, Publish(clientid="c"))
         await until(lambda: wh.failed == 1)
         await wh.close(1.0)
         await rx.stop()
@@ -167,10 +167,10 @@ def test_500_is_retried_by_default_and_retry_on_is_configurable() -> None:
         narrow = webhook(rx.url(), name="narrow", retry_on=[429], retry_backoff="0ms")
         wh.start()
         narrow.start()
-        wh.put(Publish(clientid="c"))
+        put(wh, Publish(clientid="c"))
         await until(lambda: wh.success == 1)
         rx.handler = _fail_first(500, times=1)
-        narrow.put(Publish(clientid="c"))
+        put(narrow, Publish(clientid="c"))
         await until(lambda: narrow.failed == 1)
         assert wh.retried == 1 and narrow.retried == 0
         await wh.close(1.0)
@@ -192,7 +192,7 @@ def test_timeout_is_retried_then_dropped_and_counted() -> None:
         wh = webhook(rx.url(), request_timeout="300ms", max_retries=1, retry_backoff="10ms")
         wh.start()
         started = time.monotonic()
-        wh.put(Publish(clientid="c"))
+        put(wh, Publish(clientid="c"))
         await until(lambda: wh.dropped["retries_exhausted"] == 1, timeout=5.0)
         elapsed = time.monotonic() - started
         assert 0.55 <= elapsed < 3.0, elapsed
@@ -213,7 +213,7 @@ def test_receiver_down_then_back_loses_nothing() -> None:
         )
         wh.start()
         for i in range(40):
-            wh.put(Publish(clientid=f"c{i % 3}", seq=i))
+            put(wh, Publish(clientid=f"c{i % 3}", seq=i))
         await until(lambda: wh.retried > 0 and "refused" in (wh.last_error or ""))
         rx = await Receiver().start(port)
         await rx.wait_for(lambda: {e["seq"] for e in rx.events()} == set(range(40)), timeout=10.0)
@@ -231,16 +231,16 @@ def test_close_drains_what_it_can_then_counts_the_rest_stopped() -> None:
         wh = webhook(rx.url())
         wh.start()
         for i in range(20):
-            wh.put(Publish(clientid="c", seq=i))
+            put(wh, Publish(clientid="c", seq=i))
         await wh.close(5.0)
         assert wh.success == 20 and len(rx.events()) == 20
-        assert not wh.put(Publish(clientid="c")) and wh.dropped["stopped"] == 1
+        assert not put(wh, Publish(clientid="c")) and wh.dropped["stopped"] == 1
         await rx.stop()
 
         down = webhook(f"http://127.0.0.1:{free_port()}/", retry_backoff="5s", retry_backoff_max="5s")
         down.start()
         for i in range(5):
-            down.put(Publish(clientid="c", seq=i))
+            put(down, Publish(clientid="c", seq=i))
         started = time.monotonic()
         await down.close(0.3)
         assert time.monotonic() - started < 2.0
@@ -256,7 +256,7 @@ def test_get_and_delete_send_no_body() -> None:
         delete = webhook(rx.url("/d"), name="d", method="Delete")
         for wh in (get, delete):
             wh.start()
-            wh.put(Publish(clientid="c"))
+            put(wh, Publish(clientid="c"))
         await rx.wait_for(lambda: len(rx.requests) == 2)
         assert sorted((r.method, r.body) for r in rx.requests) == [("DELETE", b""), ("GET", b"")]
         await get.close(1.0)

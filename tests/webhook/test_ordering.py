@@ -9,7 +9,7 @@ import random
 import pytest
 from aiohttp import web
 
-from .kit import Publish, Received, Receiver, balanced, run, until, webhook
+from .kit import Publish, Received, Receiver, balanced, put, run, until, webhook
 
 CLIENTS = 6
 PER_CLIENT = 30
@@ -43,7 +43,7 @@ def test_per_client_order_holds_with_a_wide_inflight_window(batch_size: int) -> 
         wh.start()
         for i in range(PER_CLIENT):
             for c in range(CLIENTS):
-                wh.put(Publish(clientid=f"c{c}", seq=i))
+                put(wh, Publish(clientid=f"c{c}", seq=i))
             if i % 5 == 0:
                 await asyncio.sleep(0)  # let deliveries interleave with new events
         total = CLIENTS * PER_CLIENT
@@ -79,7 +79,7 @@ def test_per_client_order_survives_retries() -> None:
         wh.start()
         for i in range(20):
             for c in range(3):
-                wh.put(Publish(clientid=f"c{c}", seq=i))
+                put(wh, Publish(clientid=f"c{c}", seq=i))
         await until(lambda: wh.success == 60, timeout=10.0)
         assert wh.retried > 0 and len(rx.requests) == wh.requests
         seen: dict[str, list[int]] = {}

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
-from .kit import Publish, Receiver, balanced, run, webhook
+from .kit import Publish, Receiver, balanced, put, run, webhook
 
 
 def _fill(overflow: str, n: int = 25, limit: int = 10):  # type: ignore[no-untyped-def]
     async def body() -> tuple[list[bool], list[int], object]:
         rx = await Receiver().start()
         wh = webhook(rx.url(), overflow=overflow, max_queued_events=limit, batch_size=100)
-        accepted = [wh.put(Publish(clientid="c", seq=i)) for i in range(n)]  # not started: nothing drains
+        accepted = [put(wh, Publish(clientid="c", seq=i)) for i in range(n)]  # not started: nothing drains
         assert wh.queuing == limit and wh.dropped["queue_full"] == n - limit and balanced(wh)
         wh.start()
         await rx.wait_for(lambda: len(rx.events()) == limit)
@@ -42,10 +42,10 @@ def test_byte_bound_also_makes_the_queue_full() -> None:
         wh = webhook(rx.url(), overflow="drop_oldest", max_buffer_bytes="2KB")
         big = "x" * 600
         for i in range(10):
-            wh.put(Publish(clientid="c", seq=i, payload=big))
+            put(wh, Publish(clientid="c", seq=i, payload=big))
         assert wh.stats()["queuing_bytes"] <= 2048
         assert wh.queuing == 2 and wh.dropped["queue_full"] == 8
-        assert not wh.put(Publish(clientid="c", payload="y" * 5000))  # larger than the bound itself
+        assert not put(wh, Publish(clientid="c", payload="y" * 5000))  # larger than the bound itself
         wh.start()
         await rx.wait_for(lambda: len(rx.events()) == 2)
         assert [e["seq"] for e in rx.events()] == [8, 9]
@@ -64,7 +64,7 @@ def test_backpressure_saturates_over_high_water_and_relieves_after_drain() -> No
         assert calls == ["at once"]
         flags = []
         for i in range(8):
-            assert wh.put(Publish(clientid="c", seq=i))
+            assert put(wh, Publish(clientid="c", seq=i))
             flags.append(wh.saturated)
         assert flags == [False] * 7 + [True]  # 8 of 10 = the 80% high-water mark
         relieved = asyncio.Event()
@@ -73,7 +73,7 @@ def test_backpressure_saturates_over_high_water_and_relieves_after_drain() -> No
         assert calls == ["at once"] and not relieved.is_set()
         # Backpressure never drops: past the bound events are still taken (the broker has paused
         # its publishers; what arrives meanwhile is at most one packet per connection).
-        results = [wh.put(Publish(clientid="c", seq=8 + i)) for i in range(4)]
+        results = [put(wh, Publish(clientid="c", seq=8 + i)) for i in range(4)]
         assert results == [True] * 4 and wh.dropped["queue_full"] == 0 and wh.queuing == 12
         wh.start()
         async with asyncio.timeout(5.0):

@@ -11,7 +11,10 @@ import time
 
 from aiohttp import web
 
-from .kit import Publish, Received, Receiver, balanced, run, until, webhook
+from mqhook.broker.message import Message
+from mqhook.events import EventHooks
+
+from .kit import Publish, Received, Receiver, balanced, put, run, until, webhook
 
 
 def verify_standard_webhook(key: bytes, rec: Received) -> bool:
@@ -37,7 +40,7 @@ def test_whsec_secret_signs_every_attempt_with_a_stable_id() -> None:
         rx = await Receiver(once_503).start()
         wh = webhook(rx.url(), secret="whsec_" + base64.b64encode(key).decode(), retry_backoff="0ms")
         wh.start()
-        wh.put(Publish(clientid="c", payload='{"a": 1}'))
+        put(wh, Publish(clientid="c", payload='{"a": 1}'))
         await rx.wait_for(lambda: len(rx.requests) == 2)
         first, second = rx.requests
         assert verify_standard_webhook(key, first) and verify_standard_webhook(key, second)
@@ -55,7 +58,7 @@ def test_plain_string_secret_is_used_as_utf8_bytes_and_ids_are_unique() -> None:
         wh = webhook(rx.url(), secret="correct horse battery staple")
         wh.start()
         for i in range(3):
-            wh.put(Publish(clientid="c", seq=i))
+            put(wh, Publish(clientid="c", seq=i))
         await rx.wait_for(lambda: len(rx.requests) == 3)
         assert all(verify_standard_webhook(b"correct horse battery staple", r) for r in rx.requests)
         assert len({r.headers["webhook-id"] for r in rx.requests}) == 3
@@ -75,8 +78,8 @@ def test_templates_in_url_path_header_and_json_safe_body() -> None:
         )
         wh.start()
         tricky = 'He said "hi" \\ then\nleft {"k": 1}'
-        wh.put(Publish(clientid="dev 1?x", topic="a/b", payload=tricky, seq=3))
-        wh.put(Publish(clientid="d2", payload='{"k": [1, "two"]}', seq=4))
+        put(wh, Publish(clientid="dev 1?x", topic="a/b", payload=tricky, seq=3))
+        put(wh, Publish(clientid="d2", payload='{"k": [1, "two"]}', seq=4))
         await rx.wait_for(lambda: len(rx.requests) == 2)
         by_client = {r.headers["x-client"]: r for r in rx.requests}
         first, second = by_client["dev 1?x"], by_client["d2"]
@@ -95,8 +98,8 @@ def test_header_rendering_cr_lf_is_refused_and_counted() -> None:
         rx = await Receiver().start()
         wh = webhook(rx.url(), headers={"x-user": "${username}"})
         wh.start()
-        wh.put(Publish(clientid="evil", username="a\r\nX-Injected: 1", seq=1))
-        wh.put(Publish(clientid="good", username="bob", seq=2))
+        put(wh, Publish(clientid="evil", username="a\r\nX-Injected: 1", seq=1))
+        put(wh, Publish(clientid="good", username="bob", seq=2))
         await rx.wait_for(lambda: rx.requests)
         await until(lambda: wh.success == 1)
         assert [r.json()["seq"] for r in rx.requests] == [2]
@@ -115,7 +118,7 @@ def test_batches_split_where_templated_url_differs() -> None:
         rx = await Receiver().start()
         wh = webhook(rx.url("/c/${clientid}"), batch_size=10)
         for i, client in enumerate(["a", "a", "b", "b", "b", "a"]):
-            wh.put(Publish(clientid=client, seq=i))
+            put(wh, Publish(clientid=client, seq=i))
         wh.start()
         await rx.wait_for(lambda: len(rx.events()) == 6)
         for rec in rx.requests:
@@ -133,10 +136,10 @@ def test_base64_payload_round_trips_binary_and_plain_replaces_like_emqx() -> Non
         plain = webhook(rx.url("/plain"), name="plain")
         assert b64.payload_encoding == "base64" and plain.payload_encoding == "plain"
         blob = bytes(range(256))
-        event = Publish(clientid="c", payload=blob)
-        for wh in (b64, plain):  # the same event object goes to both sinks
+        hooks = EventHooks("mqhook@test", [b64, plain])  # the events layer encodes per sink
+        for wh in (b64, plain):
             wh.start()
-            wh.put(event)
+        hooks.message_publish(Message("t/1", blob, 0, False, {}, "c"))
         await rx.wait_for(lambda: len(rx.requests) == 2)
         got = {r.path: r.json()["payload"] for r in rx.requests}
         assert base64.b64decode(got["/b64"]) == blob
@@ -153,7 +156,7 @@ def test_body_is_exactly_the_event_json_plus_metadata() -> None:
         rx = await Receiver().start()
         wh = webhook(rx.url(), name="my-webhook")
         wh.start()
-        wh.put(Publish(clientid="emqx_c", payload='{ "msg": "Hello Webhook" }', seq=9, timestamp=1694681417728))
+        put(wh, Publish(clientid="emqx_c", payload='{ "msg": "Hello Webhook" }', seq=9, timestamp=1694681417728))
         await rx.wait_for(lambda: rx.requests)
         assert json.loads(rx.requests[0].body) == {
             "event": "message.publish",

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import socket
-import struct
 import time
 from typing import Any
+
+from mqhook.native import load
 
 # Properties a client sets on PUBLISH that are hop-by-hop: never forwarded (sections 3.3.2.3.4 and 3.3.4).
 HOP_BY_HOP = ("Topic-Alias", "Subscription-Identifier")
 
 
-# Message ids as EMQX makes them (emqx_guid): 64-bit microsecond timestamp, 48 bits naming
-# this node and process, a 16-bit sequence; printed as 32 uppercase hex digits.
-_NODE_BITS = ((hash((socket.gethostname(), os.getpid())) & 0xFFFFFFFF) << 16 | (os.getpid() & 0xFFFF)) << 16
-_SEQ = itertools.count()
-_pack_id = struct.Struct(">QQ").pack
-
-
-def new_message_id(received_at: float) -> str:
-    # Packing two 64-bit halves and hex-encoding them measured ~1.5x faster than %-formatting.
-    return _pack_id(int(received_at * 1_000_000), _NODE_BITS | (next(_SEQ) & 0xFFFF)).hex().upper()
+# Message ids as EMQX makes them (emqx_guid): 64-bit microsecond timestamp, 48 bits naming this
+# node and process, a 16-bit sequence; printed as 32 uppercase hex digits. The event writer's
+# module makes them (compiled or reference), so ids and message events share one sequence.
+_ids, _ = load("mqhook._eventjson", "mqhook._eventjson_py")
+_ids.set_node_bits(((hash((socket.gethostname(), os.getpid())) & 0xFFFFFFFF) << 16 | (os.getpid() & 0xFFFF)) << 16)
+new_message_id = _ids.new_message_id
 
 
 class Message:

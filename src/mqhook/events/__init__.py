@@ -1,10 +1,10 @@
-"""Events layer: one msgspec Struct per EMQX 5 event, builders from broker objects, and the hooks
-that route events to sinks (webhooks). See ``model`` (shapes), ``props`` (``*_props``), ``build``
-(field sources), ``sink`` (the consumer contract) and ``hooks`` (routing, backpressure)."""
+"""Events layer: one msgspec Struct per EMQX 5 event (the shapes), what fills them, and the hooks
+that route events to sinks (webhooks) as JSON. See ``model`` (shapes), ``props`` (``*_props``),
+``writer`` (message events, written straight to JSON), ``build`` (client and session events),
+``sink`` (the consumer contract) and ``hooks`` (routing, backpressure)."""
 
 from __future__ import annotations
 
-from mqhook.events.build import BASE64, PAYLOAD_ENCODINGS, PLAIN, encode_payload
 from mqhook.events.hooks import EventHooks
 from mqhook.events.model import (
     EVENT_TYPES,
@@ -25,6 +25,7 @@ from mqhook.events.model import (
 )
 from mqhook.events.props import EMPTY_ATTRS, EMPTY_PROPS, FrozenDict, printable_props
 from mqhook.events.sink import EventSink
+from mqhook.events.writer import BASE64, PAYLOAD_ENCODINGS, PLAIN, MessageWriter, event_json
 
 __all__ = [
     "BASE64",
@@ -48,8 +49,9 @@ __all__ = [
     "MessageDelivered",
     "MessageDropped",
     "MessagePublish",
+    "MessageWriter",
     "SessionSubscribed",
     "SessionUnsubscribed",
-    "encode_payload",
+    "event_json",
     "printable_props",
 ]

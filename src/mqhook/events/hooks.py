@@ -4,11 +4,14 @@ This module owns routing of events to sinks and the backpressure signal.
 
 - ``want_*`` flags are True only while some sink wants that event, so the broker
   skips the call (and builds no argument) otherwise.
-- Message events go through one topic trie per event (filter -> sink), so only
-  sinks whose ``topics`` match the message's topic see it; ``"#"`` does not match
-  ``$``-topics, like EMQX's rule ``FROM "#"``. No match: no struct is built.
-- A struct is built once per payload encoding the receiving sinks use, and the
-  same instance is put into each of them (sinks must not change it).
+- Message events go through one ``_Route`` per event: a topic trie (filter -> sink),
+  so only sinks whose ``topics`` match the message's topic see it, or, when every
+  filter is ``"#"``, a fixed tuple of sinks. ``"#"`` does not match ``$``-topics, like
+  EMQX's rule ``FROM "#"``. No match: nothing is built.
+- A sink receives an event as its JSON object (bytes) and the client id it is about
+  (the ordering key). Message events are written straight from the ``Message`` by
+  ``writer.MessageWriter``, once per payload encoding the receiving sinks use; client
+  and session events are built as structs (``build``) and encoded once.
 - ``pressure`` is True while any sink reports ``saturated`` after a put; each
   saturated sink is asked for one relief callback. ``on_relief(cb)`` calls ``cb``
   once every sink saturated at that moment has relieved (at once if none is).
@@ -20,12 +23,13 @@ break MQTT traffic.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from mqhook import hooks as H
 from mqhook.errors import ProtocolError
 from mqhook.events import build
+from mqhook.events.writer import PAYLOAD_ENCODINGS, MessageWriter, event_json
 from mqhook.matcher import TopicTrie
 from mqhook.topics import validate_topic_filter
 
@@ -33,7 +37,6 @@ if TYPE_CHECKING:
     from mqhook.broker.connection import Connection
     from mqhook.broker.message import Message
     from mqhook.broker.session import Session
-    from mqhook.events.model import Event
     from mqhook.events.sink import EventSink
 
 __all__ = ["EventHooks"]
@@ -62,10 +65,9 @@ def _check_sink(sink: EventSink) -> None:
     unknown = sorted(set(sink.events) - set(H.ALL_EVENTS))
     if unknown:
         raise ValueError(f"sink {sink.name!r}: unknown event name(s) {unknown}; known: {list(H.ALL_EVENTS)}")
-    if sink.payload_encoding not in build.PAYLOAD_ENCODINGS:
+    if sink.payload_encoding not in PAYLOAD_ENCODINGS:
         raise ValueError(
-            f"sink {sink.name!r}: payload_encoding {sink.payload_encoding!r} is not one of "
-            f"{sorted(build.PAYLOAD_ENCODINGS)}"
+            f"sink {sink.name!r}: payload_encoding {sink.payload_encoding!r} is not one of {sorted(PAYLOAD_ENCODINGS)}"
         )
     for topic_filter in sink.topics:
         try:
@@ -74,11 +76,54 @@ def _check_sink(sink: EventSink) -> None:
             raise ValueError(f"sink {sink.name!r}: topic filter {topic_filter!r}: {exc}") from exc
 
 
+class _Route:
+    """Which sinks want one message event for a topic: a trie of their filters, or, when every
+    filter is ``#`` (a webhook on all messages, the usual case), one tuple and no lookup."""
+
+    __slots__ = ("every", "trie")
+
+    def __init__(self, trie: TopicTrie, every: tuple[tuple[EventSink, str], ...] | None) -> None:
+        self.trie = trie
+        self.every = every
+
+    @classmethod
+    def build(cls, event: str, sinks: Sequence[EventSink]) -> _Route | None:
+        """None if no sink wants ``event``."""
+        trie = TopicTrie()
+        every: list[tuple[EventSink, str]] = []
+        only_hash = True
+        for i, sink in enumerate(sinks):
+            if event in sink.events and sink.topics:
+                every.append((sink, sink.payload_encoding))
+                for topic_filter in sink.topics:
+                    trie.insert(topic_filter, i, (sink, sink.payload_encoding))
+                    only_hash = only_hash and topic_filter == "#"
+        if not every:
+            return None
+        return cls(trie, tuple(every) if only_hash else None)
+
+    def targets(self, topic: str) -> Collection[tuple[EventSink, str]]:
+        """(sink, payload encoding) of each sink with a filter matching ``topic``, once per sink."""
+        every = self.every
+        if every is not None:
+            return () if topic[:1] == "$" else every  # "#" does not match $-topics [MQTT-4.7.2-1]
+        groups = self.trie.match(topic)
+        if not groups:
+            return ()
+        if len(groups) == 1:
+            return cast("Collection[tuple[EventSink, str]]", groups[0].values())
+        merged: dict[Any, Any] = {}
+        for subs in groups:
+            merged.update(subs)  # one sink with several matching filters gets one event
+        return merged.values()
+
+
 class EventHooks(H.Hooks):
     """Hook listener that builds EMQX-shaped events and puts them into ``EventSink``s."""
 
     def __init__(self, node: str, sinks: Sequence[EventSink] = ()) -> None:
         self.node = node
+        self._writer = MessageWriter(node)
         self.pressure = False
         self._saturated: dict[int, EventSink] = {}  # id(sink) -> sink, while it reports saturated
         self._waiters: list[tuple[set[int], Callable[[], None]]] = []
@@ -91,23 +136,14 @@ class EventHooks(H.Hooks):
         sinks = tuple(sinks)
         for sink in sinks:
             _check_sink(sink)
-        tries: dict[str, TopicTrie | None] = {}
-        for event in H.MESSAGE_EVENTS:
-            trie = None
-            for i, sink in enumerate(sinks):
-                if event in sink.events:
-                    for topic_filter in sink.topics:
-                        if trie is None:
-                            trie = TopicTrie()
-                        trie.insert(topic_filter, i, (sink, sink.payload_encoding))
-            tries[event] = trie
+        routes = {event: _Route.build(event, sinks) for event in H.MESSAGE_EVENTS}
         direct = {event: tuple(s for s in sinks if event in s.events) for event in H.CLIENT_EVENTS}
         self.sinks = sinks
-        self._publish = tries[H.MESSAGE_PUBLISH]
-        self._delivered = tries[H.MESSAGE_DELIVERED]
-        self._acked = tries[H.MESSAGE_ACKED]
-        self._dropped = tries[H.MESSAGE_DROPPED]
-        self._delivery_dropped = tries[H.DELIVERY_DROPPED]
+        self._publish = routes[H.MESSAGE_PUBLISH]
+        self._delivered = routes[H.MESSAGE_DELIVERED]
+        self._acked = routes[H.MESSAGE_ACKED]
+        self._dropped = routes[H.MESSAGE_DROPPED]
+        self._delivery_dropped = routes[H.DELIVERY_DROPPED]
         self._connected = direct[H.CLIENT_CONNECTED]
         self._disconnected = direct[H.CLIENT_DISCONNECTED]
         self._connack = direct[H.CLIENT_CONNACK]
@@ -116,7 +152,7 @@ class EventHooks(H.Hooks):
         self._subscribed = direct[H.SESSION_SUBSCRIBED]
         self._unsubscribed = direct[H.SESSION_UNSUBSCRIBED]
         for event, flag in WANT_FLAGS.items():
-            setattr(self, flag, tries[event] is not None if event in tries else bool(direct[event]))
+            setattr(self, flag, routes[event] is not None if event in routes else bool(direct[event]))
         # A removed sink no longer holds publishers back.
         kept = {id(s) for s in sinks}
         for key in [k for k in self._saturated if k not in kept]:
@@ -124,39 +160,37 @@ class EventHooks(H.Hooks):
 
     # -- delivery to sinks ----------------------------------------------------------------
 
-    def _put(self, sink: EventSink, event: Event) -> None:
+    def _put(self, sink: EventSink, raw: bytes, clientid: str) -> None:
         try:
-            sink.put(event)
+            sink.put(raw, clientid)
             saturated = sink.saturated
         except Exception:
-            log.exception("event sink %s failed on %s", getattr(sink, "name", sink), type(event).__name__)
+            log.exception("event sink %s failed on %s", getattr(sink, "name", sink), raw[:40])
             return
         if saturated and id(sink) not in self._saturated:
             self._hold(sink)
 
-    def _put_all(self, sinks: tuple[EventSink, ...], event: Event) -> None:
+    def _put_all(self, sinks: tuple[EventSink, ...], event: Any) -> None:
+        raw = event_json(event)
+        clientid = event.clientid
         for sink in sinks:
-            self._put(sink, event)
+            self._put(sink, raw, clientid)
 
-    def _route(self, trie: TopicTrie, topic: str, builder: Callable[..., Event], *args: Any) -> None:
-        """Build ``builder(*args, node, encoding)`` once per encoding needed by the matching sinks."""
-        groups = trie.match(topic)
-        if not groups:
+    def _route(self, route: _Route, topic: str, clientid: str, write: Callable[..., bytes], *args: Any) -> None:
+        """Write ``write(*args, encoding)`` once per encoding needed by the sinks that match ``topic``."""
+        targets = route.targets(topic)
+        if not targets:
             return
-        if len(groups) == 1:
-            targets = cast("Iterable[tuple[EventSink, str]]", groups[0].values())
-        else:
-            merged: dict[Any, Any] = {}
-            for subs in groups:
-                merged.update(subs)  # one sink with several matching filters gets one event
-            targets = merged.values()
-        node = self.node
-        built: dict[str, Event] = {}
+        if len(targets) == 1:  # the common case: one webhook
+            for sink, encoding in targets:
+                self._put(sink, write(*args, encoding), clientid)
+            return
+        written: dict[str, bytes] = {}
         for sink, encoding in targets:
-            event = built.get(encoding)
-            if event is None:
-                event = built[encoding] = builder(*args, node, encoding)
-            self._put(sink, event)
+            raw = written.get(encoding)
+            if raw is None:
+                raw = written[encoding] = write(*args, encoding)
+            self._put(sink, raw, clientid)
 
     # -- backpressure ---------------------------------------------------------------------
 
@@ -200,29 +234,29 @@ class EventHooks(H.Hooks):
     # -- message events -------------------------------------------------------------------
 
     def message_publish(self, msg: Message) -> None:
-        trie = self._publish
-        if trie is not None:
-            self._route(trie, msg.topic, build.message_publish, msg)
+        route = self._publish
+        if route is not None:
+            self._route(route, msg.topic, msg.sender, self._writer.publish, msg)
 
     def message_dropped(self, msg: Message, reason: str) -> None:
-        trie = self._dropped
-        if trie is not None:
-            self._route(trie, msg.topic, build.message_dropped, msg, reason)
+        route = self._dropped
+        if route is not None:
+            self._route(route, msg.topic, msg.sender, self._writer.dropped, msg, reason)
 
     def message_delivered(self, session: Session, msg: Message, qos: int, retain: bool) -> None:
-        trie = self._delivered
-        if trie is not None:
-            self._route(trie, msg.topic, build.message_delivered, session, msg, qos, retain)
+        route = self._delivered
+        if route is not None:
+            self._route(route, msg.topic, session.client_id, self._writer.delivered, session, msg, qos, retain)
 
     def message_acked(self, session: Session, msg: Message, qos: int, puback_props: dict[str, Any]) -> None:
-        trie = self._acked
-        if trie is not None:
-            self._route(trie, msg.topic, build.message_acked, session, msg, qos, puback_props)
+        route = self._acked
+        if route is not None:
+            self._route(route, msg.topic, session.client_id, self._writer.acked, session, msg, qos, puback_props)
 
     def delivery_dropped(self, session: Session, msg: Message, qos: int, reason: str) -> None:
-        trie = self._delivery_dropped
-        if trie is not None:
-            self._route(trie, msg.topic, build.delivery_dropped, session, msg, qos, reason)
+        route = self._delivery_dropped
+        if route is not None:
+            self._route(route, msg.topic, session.client_id, self._writer.delivery_dropped, session, msg, qos, reason)
 
     # -- client and session events --------------------------------------------------------
 

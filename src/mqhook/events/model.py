@@ -13,7 +13,7 @@ Conventions taken from EMQX:
   Erlang atom ``undefined`` as a string), never ``null``;
 - ``*_props`` are objects with at least ``{"User-Property": {}}`` (see ``props.py``);
 - ``flags`` is ``{"retain": bool, "dup": bool}``;
-- ``payload`` is a string (encoded per webhook: see ``build.encode_payload``).
+- ``payload`` is a string (encoded per webhook: see ``writer``).
 
 Every struct has ``clientid`` (the per-client ordering key). The structs are not
 frozen but must be treated as read-only: one instance goes to every sink that

@@ -3,7 +3,9 @@
 This module owns ``EventSink``, the one interface ``EventHooks`` talks to. A sink
 is one configured webhook: which EMQX event names it wants, which topic filters
 apply to the five message events, how payloads are encoded, and a non-blocking
-``put``. Sinks own their queue, overflow policy and drop counting; the hooks
+``put`` of one event: its JSON object (the shapes of ``mqhook.events.model``, no
+``metadata``) and the client id it is about, the per-client ordering key. The same
+bytes go to every sink that wants the event. Sinks own their queue, overflow policy and drop counting; the hooks
 only route and build events.
 
 Topic filters follow EMQX's rule ``FROM`` for message events: ``"#"`` matches
@@ -13,10 +15,7 @@ every topic except those starting with ``$`` [MQTT-4.7.2-1], as ``FROM "#"`` doe
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from mqhook.events.model import Event
+from typing import Protocol
 
 __all__ = ["EventSink"]
 
@@ -27,7 +26,7 @@ class EventSink(Protocol):
     topics: tuple[str, ...]  # topic filters for the five message events (default ("#",))
     payload_encoding: str  # "plain" | "base64"
 
-    def put(self, event: Event) -> bool:
+    def put(self, raw: bytes, clientid: str) -> bool:
         """Non-blocking; False if dropped by its overflow policy (the sink counts that itself)."""
         ...
 

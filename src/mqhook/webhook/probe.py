@@ -9,19 +9,17 @@ reply, or the connection error. It never raises for network trouble and never re
 
 from __future__ import annotations
 
-import base64
-import time
-from typing import Any
-
 import msgspec
 
-from mqhook.broker.message import new_message_id
+from mqhook.broker.message import Message
+from mqhook.events.writer import MessageWriter
 from mqhook.webhook.dispatcher import make_session
 from mqhook.webhook.model import WebhookConfig
 from mqhook.webhook.request import RenderRefused, RequestBuilder, send_once
 
 REPLY_PREFIX = 512
 SAMPLE_PAYLOAD = b'{ "msg": "Hello Webhook" }'
+SAMPLE_CLIENT = "mqhook_test"
 
 
 class TestResult(msgspec.Struct, kw_only=True):
@@ -38,34 +36,19 @@ class TestResult(msgspec.Struct, kw_only=True):
     error: str | None = None
 
 
-def sample_event(node: str, payload_encoding: str = "plain") -> dict[str, Any]:
-    """A ``message.publish`` event with the fields and types of EMQX's sample (seed line 4)."""
-    now = time.time()
-    ms = int(now * 1000)
-    payload = SAMPLE_PAYLOAD.decode() if payload_encoding == "plain" else base64.b64encode(SAMPLE_PAYLOAD).decode()
-    return {
-        "event": "message.publish",
-        "id": new_message_id(now),
-        "clientid": "mqhook_test",
-        "username": "undefined",
-        "topic": "t/1",
-        "qos": 0,
-        "flags": {"retain": False, "dup": False},
-        "payload": payload,
-        "pub_props": {"User-Property": {}},
-        "peerhost": "127.0.0.1",
-        "publish_received_at": ms,
-        "timestamp": ms,
-        "node": node,
-    }
+def sample_event(node: str, payload_encoding: str = "plain") -> bytes:
+    """A ``message.publish`` event for a QoS 0 PUBLISH to ``t/1`` (EMQX's sample), written by the
+    same writer as real deliveries, so it has exactly their fields and types."""
+    msg = Message("t/1", SAMPLE_PAYLOAD, 0, False, {}, SAMPLE_CLIENT, peerhost="127.0.0.1", peername="127.0.0.1:0")
+    return MessageWriter(node).publish(msg, payload_encoding)
 
 
 async def probe(cfg: WebhookConfig, node: str) -> TestResult:
     """Send the sample event to ``cfg``'s receiver once; connection errors are reported, not raised."""
     builder = RequestBuilder(cfg)
-    raw = msgspec.json.encode(sample_event(node, cfg.payload_encoding))
+    raw = sample_event(node, cfg.payload_encoding)
     try:
-        req = builder.build([(raw, "mqhook_test")])
+        req = builder.build([(raw, SAMPLE_CLIENT)])
     except RenderRefused as exc:
         return TestResult(ok=False, method=builder.method, url=cfg.url, error=f"request refused, not sent: {exc}")
     async with make_session(cfg) as session:

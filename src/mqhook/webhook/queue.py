@@ -1,6 +1,6 @@
 """The per-webhook bounded event queue, and the one interface a durable spool will sit behind.
 
-An entry is ``(data, key)``: the event's JSON without metadata (see ``encode.encode_raw``) and
+An entry is ``(data, key)``: the event's JSON without metadata (see ``mqhook.events.writer``) and
 its ordering key (the clientid). Both are plain bytes/str, so a disk spool can store entries as
 they are. ``EventQueue`` is the contract; ``MemoryQueue`` is the in-memory implementation.
 

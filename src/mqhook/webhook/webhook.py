@@ -2,9 +2,9 @@
 
 A ``Webhook`` satisfies the events layer's ``EventSink`` protocol: ``name``, ``events``,
 ``topics``, ``payload_encoding``, a non-blocking ``put``, ``saturated`` and ``on_relief``.
-``put`` runs on the broker's hot path: it encodes the event (once for all webhooks, see
-``encode.encode_raw``), appends to the bounded queue and, only if the sender sleeps on it,
-wakes the sender. No logging, no locks, no per-event objects beyond the queue entry.
+``put`` runs on the broker's hot path: it appends the event's JSON (shared by every webhook)
+to the bounded queue and, only if the sender sleeps on it, wakes the sender. No logging, no
+locks, no per-event objects beyond the queue entry.
 It must be called from the thread running the event loop (the broker's only thread).
 
 Counters are plain ints on the webhook (``webhook.success``...; see ``counters.Counters``).
@@ -22,7 +22,6 @@ from typing import Any
 from mqhook.errors import ConfigError
 from mqhook.webhook.counters import Counters
 from mqhook.webhook.dispatcher import Dispatcher
-from mqhook.webhook.encode import encode_raw
 from mqhook.webhook.model import WebhookConfig
 from mqhook.webhook.probe import TestResult, probe
 from mqhook.webhook.queue import EventQueue, MemoryQueue
@@ -50,14 +49,14 @@ class Webhook(Counters):
         self._dispatcher = Dispatcher(cfg, self._queue, self, RequestBuilder(cfg), self._popped)
 
     # -- EventSink -------------------------------------------------------------------------
-    def put(self, event: Any) -> bool:
-        """Queue one event (non-blocking). False if it was dropped (overflow, or closed)."""
+    def put(self, raw: bytes, clientid: str) -> bool:
+        """Queue one event's JSON (non-blocking). False if it was dropped (overflow, or closed)."""
         self.matched += 1
         if self._closed:
             self.dropped["stopped"] += 1
             return False
         q = self._queue
-        if not q.put(encode_raw(event, self.payload_encoding), event.clientid):
+        if not q.put(raw, clientid):
             return False
         d = self._dispatcher
         if d.waiter is not None and len(q) >= d.want:
