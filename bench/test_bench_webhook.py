@@ -21,8 +21,9 @@ import msgspec
 import orjson
 import pytest
 
-from mqhook.webhook.encode import encode_raw, join_batch, meta_prefix, splice
+from mqhook.webhook.encode import join_batch, meta_prefix, splice
 from mqhook.webhook.model import parse_webhook
+from mqhook.webhook.request import RequestBuilder
 from mqhook.webhook.webhook import Webhook
 
 RULE_ID = "my-webhook_WH_D"
@@ -125,20 +126,23 @@ def test_decode_event_for_templates(benchmark: Any, decoder: str) -> None:
     assert benchmark(fn, RAW)["clientid"] == EVENT.clientid
 
 
-def test_encode_raw_cached_for_a_second_webhook(benchmark: Any) -> None:
-    encode_raw(EVENT, "plain")
-    assert benchmark(encode_raw, EVENT, "plain") == _enc.encode(EVENT)
+def test_build_request_of_100(benchmark: Any) -> None:
+    """``RequestBuilder.build`` for a batch of 100 queued events: metadata spliced in, one JSON array."""
+    builder = RequestBuilder(parse_webhook({"name": "my-webhook", "url": "http://127.0.0.1:1/", "batch_size": 100}))
+    entries = [(_enc.encode(ev), ev.clientid) for ev in BATCH]
+    req = benchmark(builder.build, entries)
+    assert req.count == 100 and json.loads(req.body or b"") == json.loads(batch_msgspec_dict(BATCH))
 
 
 def test_put_hot_path_1000_events(benchmark: Any) -> None:
-    """``Webhook.put`` x 1000 on a webhook that is not started (no sender): encode + queue append."""
+    """``Webhook.put`` x 1000 on a webhook that is not started (no sender): the queue append."""
     wh = Webhook(parse_webhook({"name": "b", "url": "http://127.0.0.1:1/"}))
-    events = [_event(i) for i in range(1000)]
+    events = [(_enc.encode(_event(i)), f"client-{i % 50}") for i in range(1000)]
 
     def put_1000() -> None:
         put = wh.put
-        for ev in events:
-            put(ev)
+        for raw, clientid in events:
+            put(raw, clientid)
 
     def reset() -> None:
         wh._queue.clear()
