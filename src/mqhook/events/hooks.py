@@ -80,11 +80,12 @@ class _Route:
     """Which sinks want one message event for a topic: a trie of their filters, or, when every
     filter is ``#`` (a webhook on all messages, the usual case), one tuple and no lookup."""
 
-    __slots__ = ("every", "trie")
+    __slots__ = ("every", "single", "trie")
 
     def __init__(self, trie: TopicTrie, every: tuple[tuple[EventSink, str], ...] | None) -> None:
         self.trie = trie
         self.every = every
+        self.single = every[0] if every is not None and len(every) == 1 else None  # one webhook on all topics
 
     @classmethod
     def build(cls, event: str, sinks: Sequence[EventSink]) -> _Route | None:
@@ -235,8 +236,21 @@ class EventHooks(H.Hooks):
 
     def message_publish(self, msg: Message) -> None:
         route = self._publish
-        if route is not None:
+        if route is None:
+            return
+        single = route.single
+        if single is None:
             self._route(route, msg.topic, msg.sender, self._writer.publish, msg)
+        elif msg.topic[:1] != "$":  # every PUBLISH into one webhook: _route and _put inlined (measured)
+            sink, encoding = single
+            try:
+                sink.put(self._writer.publish(msg, encoding), msg.sender)
+                saturated = sink.saturated
+            except Exception:
+                log.exception("event sink %s failed on message.publish", getattr(sink, "name", sink))
+                return
+            if saturated and id(sink) not in self._saturated:
+                self._hold(sink)
 
     def message_dropped(self, msg: Message, reason: str) -> None:
         route = self._dropped

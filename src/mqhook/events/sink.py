@@ -32,7 +32,8 @@ class EventSink(Protocol):
 
     @property
     def saturated(self) -> bool:
-        """True while it wants publishers paused (overflow="backpressure", queue over high water)."""
+        """True while it wants publishers paused (overflow="backpressure", queue over high water).
+        Read after every put: a plain attribute is the cheapest way to provide it."""
         ...
 
     def on_relief(self, callback: Callable[[], None]) -> None:

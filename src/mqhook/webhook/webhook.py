@@ -43,7 +43,7 @@ class Webhook(Counters):
         self.rule_id = cfg.rule_id
         self._queue = queue or MemoryQueue(cfg.max_queued_events, cfg.max_buffer_bytes_n, cfg.overflow, self.dropped)
         self._backpressure = cfg.overflow == "backpressure"
-        self._saturated = False
+        self.saturated = False  # True from when the queue passes 80% of a bound until it falls to 50% of both
         self._relief: list[Callable[[], None]] = []
         self._closed = False
         self._dispatcher = Dispatcher(cfg, self._queue, self, RequestBuilder(cfg), self._popped)
@@ -61,25 +61,20 @@ class Webhook(Counters):
         d = self._dispatcher
         if d.waiter is not None and len(q) >= d.want:
             d.wake()
-        if self._backpressure and not self._saturated and q.over_high_water:
-            self._saturated = True
+        if self._backpressure and not self.saturated and q.over_high_water:
+            self.saturated = True
         return True
-
-    @property
-    def saturated(self) -> bool:
-        """True from the moment the queue passes 80% of a bound until it falls to 50% of both."""
-        return self._saturated
 
     def on_relief(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once when no longer saturated (at once if not saturated now)."""
-        if self._saturated:
+        if self.saturated:
             self._relief.append(callback)
         else:
             callback()
 
     def _popped(self) -> None:
-        if self._saturated and self._queue.under_low_water:
-            self._saturated = False
+        if self.saturated and self._queue.under_low_water:
+            self.saturated = False
             callbacks, self._relief = self._relief, []
             for callback in callbacks:
                 try:
@@ -108,7 +103,7 @@ class Webhook(Counters):
 
     def stats(self) -> dict[str, Any]:
         out = self.counters(len(self._queue), self._queue.nbytes)
-        out["saturated"] = self._saturated
+        out["saturated"] = self.saturated
         out["enable"] = self.config.enable
         return out
 
