@@ -1,7 +1,8 @@
 """Webhook delivery: config model, templates, encoding, signing, queue, dispatcher, Test, sink.
 
-Modules, bottom up: ``template`` < ``model`` < ``encode``/``signing``/``queue``/``counters`` <
-``request`` < ``dispatcher`` < ``probe`` < ``webhook``; ``sink_server`` stands alone.
+Modules, bottom up: ``template`` < ``model`` < ``encode``/``signing``/``queue``/``counters``/``http``
+< ``request`` < ``dispatcher`` < ``probe`` < ``webhook``; ``sink_server`` stands alone. ``http`` is
+the delivery HTTP/1.1 client (keep-alive pool on ``asyncio.Protocol``); aiohttp serves only.
 """
 
 from __future__ import annotations

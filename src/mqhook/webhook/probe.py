@@ -13,9 +13,8 @@ import msgspec
 
 from mqhook.broker.message import Message
 from mqhook.events.writer import MessageWriter
-from mqhook.webhook.dispatcher import make_session
 from mqhook.webhook.model import WebhookConfig
-from mqhook.webhook.request import RenderRefused, RequestBuilder, send_once
+from mqhook.webhook.request import RenderRefused, RequestBuilder, make_client, send_once
 
 REPLY_PREFIX = 512
 SAMPLE_PAYLOAD = b'{ "msg": "Hello Webhook" }'
@@ -51,8 +50,11 @@ async def probe(cfg: WebhookConfig, node: str) -> TestResult:
         req = builder.build([(raw, SAMPLE_CLIENT)])
     except RenderRefused as exc:
         return TestResult(ok=False, method=builder.method, url=cfg.url, error=f"request refused, not sent: {exc}")
-    async with make_session(cfg) as session:
-        out = await send_once(session, req, builder.attempt_headers(req))
+    client = make_client(cfg)  # the same client as deliveries: same bytes on the wire
+    try:
+        out = await send_once(client, req, builder.attempt_headers(req))
+    finally:
+        await client.close()
     return TestResult(
         ok=out.status is not None and 200 <= out.status <= 299,
         method=req.method,

@@ -7,8 +7,11 @@
   kept) so a clientid with a space or ``?`` cannot break the request line or add a query.
   When URL or header templates have variables, a batch only holds events that render them
   the same way, so no event is sent to another event's URL.
-- ``send_once`` makes one attempt and never raises for network trouble: it returns an ``Outcome``,
-  whose ``kind`` is one of ``counters.OUTCOMES`` (status class, ``timeout``, ``connection_error``).
+- ``send_once`` makes one attempt over the webhook's ``http.HttpClient`` (``make_client``) and
+  never raises for network trouble: it returns an ``Outcome``, whose ``kind`` is one of
+  ``counters.OUTCOMES`` (status class, ``timeout``, ``connection_error``). An error after the
+  status line arrived keeps the status's kind (and sets ``error``); the reply is kept up to
+  ``REPLY_LIMIT`` bytes.
 - ``classify``: 2xx success; a status in ``retry_on`` (default 429 and 5xx) or any connection
   error / timeout is retried; every other status fails at once. EMQX retries only 429, 503 and
   transport errors, with no backoff and ignoring ``Retry-After`` (issue #12869).
@@ -25,16 +28,15 @@ import time
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
-import aiohttp
-
 from mqhook import __version__
 from mqhook.webhook.encode import meta_prefix, splice
+from mqhook.webhook.http import ConnectError, HttpClient, HttpError, RequestTimeout, Response
 from mqhook.webhook.model import WebhookConfig
 from mqhook.webhook.queue import Entry
 from mqhook.webhook.signing import ID_HEADER, new_message_id, sign
 from mqhook.webhook.template import Context, Template, compile_template
 
-REPLY_LIMIT = 65536  # bytes of a reply read (the rest is discarded with the connection)
+REPLY_LIMIT = 65536  # bytes of a reply kept (a longer reply is cut and its connection closed, unread)
 USER_AGENT = f"mqhook/{__version__}"
 SUCCESS, RETRY, FAIL = "success", "retry", "fail"
 _STATUS_KINDS = {2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
@@ -149,40 +151,44 @@ class Outcome:
         self.latency = 0.0
 
 
-async def send_once(session: aiohttp.ClientSession, req: Request, headers: dict[str, str]) -> Outcome:
+def make_client(cfg: WebhookConfig) -> HttpClient:
+    """The webhook's HTTP client: ``pool_size`` connections, explicit timeouts, replies cut at
+    ``REPLY_LIMIT``. TLS settings, once ``WebhookConfig`` has some, go in ``http.tls_context``."""
+    return HttpClient(
+        cfg.url,
+        pool_size=cfg.pool_size,
+        connect_timeout=cfg.connect_timeout_s,
+        request_timeout=cfg.request_timeout_s,
+        reply_limit=REPLY_LIMIT,
+    )
+
+
+async def send_once(client: HttpClient, req: Request, headers: dict[str, str]) -> Outcome:
     """One attempt. Redirects are not followed (EMQX neither). Never raises for I/O trouble."""
     out = Outcome()
     loop = asyncio.get_running_loop()
     start = loop.time()
+    resp: Response | None = None
     try:
-        async with session.request(req.method, req.url, data=req.body, headers=headers, allow_redirects=False) as resp:
-            out.status = resp.status
-            out.kind = _STATUS_KINDS.get(resp.status // 100, "other_status")
-            out.retry_after = resp.headers.get("Retry-After")
-            out.reply = await _read_reply(resp)
-    except TimeoutError:
+        resp = await client.request(req.method, req.url, headers, req.body)
+        out.reply = resp.body
+    except TimeoutError as exc:
         out.error = f"timeout after {loop.time() - start:.3f}s"
-        if out.status is None:  # a timeout while reading the reply keeps the status's kind, as classify does
+        resp = exc.response if isinstance(exc, RequestTimeout) else None
+        if resp is None:  # a timeout while reading the reply keeps the status's kind, as classify does
             out.kind = "timeout"
-    except aiohttp.ClientConnectorError as exc:
+    except ConnectError as exc:
         reason = "connection refused" if isinstance(exc.os_error, ConnectionRefusedError) else exc.os_error
         out.error = f"cannot connect to {exc.host}:{exc.port}: {reason}"
-    except (aiohttp.ClientError, OSError, ValueError) as exc:
+    except (HttpError, OSError, ValueError) as exc:  # the status, if it came, still says what happened
         out.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        resp = exc.response if isinstance(exc, HttpError) else None
+    if resp is not None:
+        status = out.status = resp.status
+        out.kind = _STATUS_KINDS.get(status // 100, "other_status")
+        out.retry_after = resp.header("retry-after")
     out.latency = loop.time() - start
     return out
-
-
-async def _read_reply(resp: aiohttp.ClientResponse) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size < REPLY_LIMIT:
-        chunk = await resp.content.read(REPLY_LIMIT - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 def created_ms(raw: bytes) -> int | None:
