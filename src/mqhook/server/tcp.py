@@ -29,8 +29,12 @@ log = logging.getLogger("mqhook.server")
 # libuv may read megabytes from one publisher within a single tick, and a subscriber's
 # copies must reach its socket meanwhile, not pile up in our list.
 FLUSH_BYTES = 65536
-# libuv reads a busy socket up to 32 times per loop iteration: after this many bytes one
-# connection pauses until the next iteration, so other sockets and timers get their turn.
+# A busy connection yields to the loop after handling this many packets (a few ms of work) or
+# reading this many bytes (libuv reads a busy socket up to 32 times per loop iteration): it
+# pauses until the next iteration, so other sockets, timers and the webhook senders get their
+# turn. Measured: with 2800 packets per turn a webhook's requests waited ~25 ms per loop step
+# while a publisher was being read, and delivered 8k events/s instead of 60k+.
+TURN_PACKETS = 256
 READ_BUDGET = 262144
 
 
@@ -49,6 +53,7 @@ class MqttProtocol(asyncio.Protocol):
         "_last_rx",
         "_out",
         "_out_size",
+        "_quota",
         "_read_bytes",
         "_timer",
         "broker",
@@ -76,8 +81,9 @@ class MqttProtocol(asyncio.Protocol):
         self._last_rx = 0.0
         self._keepalive = 0.0
         self._timer: asyncio.TimerHandle | None = None
-        self._held: list[Any] | None = None  # packets waiting while reading is paused for backpressure
+        self._held: list[Any] | None = None  # packets waiting while reading is paused (backpressure, turn)
         self._read_bytes = 0  # since this connection last yielded to the loop
+        self._quota = TURN_PACKETS  # packets it may still handle before it yields
 
     # -- asyncio.Protocol -----------------------------------------------------
 
@@ -98,10 +104,6 @@ class MqttProtocol(asyncio.Protocol):
         size = len(data)
         self.stats.bytes_received += size
         self._read_bytes += size
-        if self._read_bytes >= READ_BUDGET and self._held is None:
-            self._read_bytes = 0
-            self.transport.pause_reading()  # type: ignore[union-attr]
-            self.loop.call_soon(self._read_again)
         try:
             packets = self.decoder.feed(data)
         except ProtocolError as exc:
@@ -109,14 +111,19 @@ class MqttProtocol(asyncio.Protocol):
             return
         if self._held is not None:
             self._held.extend(packets)  # paused: keep order behind what is already held
-        else:
-            self._handle(packets)
+            return
+        self._handle(packets)
+        if self._held is None and self._read_bytes >= READ_BUDGET:
+            self._hold(packets, len(packets))  # nothing left to hold: just yield the turn
+            self.loop.call_soon(self._relieved)
 
     def _handle(self, packets: list[Any]) -> None:
-        """Apply packets in order; stop after the one that put a listener over its high water."""
+        """Apply packets in order; hold the rest after the one that put a listener over its high
+        water (until relief), or after this connection's share of the loop turn (until the next)."""
         stats = self.stats
         conn = self.conn
         hooks = self.broker.hooks
+        quota = self._quota
         for i, packet in enumerate(packets):
             stats.packets_received[packet.type] += 1
             try:
@@ -131,18 +138,27 @@ class MqttProtocol(asyncio.Protocol):
             if hooks.pressure:
                 # A webhook with overflow = backpressure is over its high water: hold the rest of
                 # this client's packets and stop reading its socket until the webhook drains.
-                self._held = packets[i + 1 :]
-                self.transport.pause_reading()  # type: ignore[union-attr]
+                self._quota = quota
+                self._hold(packets, i + 1)
                 hooks.on_relief(self._relieved)
                 return
+            quota -= 1
+            if not quota:
+                quota = TURN_PACKETS
+                if i + 1 < len(packets):
+                    self._quota = quota
+                    self._hold(packets, i + 1)
+                    self.loop.call_soon(self._relieved)
+                    return
+        self._quota = quota
 
-    def _read_again(self) -> None:
-        """The loop has had its turn: read on, unless a webhook's backpressure holds this client."""
-        transport = self.transport
-        if self._held is None and transport is not None and not transport.is_closing():
-            transport.resume_reading()
+    def _hold(self, packets: list[Any], start: int) -> None:
+        self._held = packets[start:]
+        self._read_bytes = 0
+        self.transport.pause_reading()  # type: ignore[union-attr]
 
     def _relieved(self) -> None:
+        """Backpressure relief, or the next loop turn: read on, and handle what was held."""
         held, self._held = self._held, None
         transport = self.transport
         if transport is None or transport.is_closing() or held is None:
