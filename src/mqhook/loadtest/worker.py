@@ -274,11 +274,18 @@ class Worker:
                 await self._pinger
             self._pinger = None
         subs = [c.subscriber_result() for c in self.subs]
-        for c in (*self.subs, *self.pubs.values(), *self.held):
+        clients = (*self.subs, *self.pubs.values(), *self.held)
+        for c in clients:
             c.disconnect()
         held = len(self.held)
         self.subs, self.pubs, self.held = [], {}, []
-        await asyncio.sleep(0.01)  # let the closes go out
+        # Let the closes go out. A publisher's transport may still hold PUBLISHes the broker has
+        # not read (it may pause reading, e.g. webhook backpressure): wait until every buffer has
+        # been written, or the stall bound passes, so a run without subscribers loses no tail.
+        deadline = time.monotonic() + self.sc.stall
+        while time.monotonic() < deadline and any(_unsent(c) for c in clients):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)
         return {
             "worker": self.asg.worker,
             "subs": subs,
@@ -298,6 +305,17 @@ class Worker:
             if c.transport is not None:
                 c.closing = True
                 c.transport.abort()
+
+
+def _unsent(client: Any) -> int:
+    """Bytes still in a closing client's transport buffer (0 once it is gone)."""
+    transport = client.transport
+    if transport is None or client.lost_reason:
+        return 0
+    try:
+        return int(transport.get_write_buffer_size())
+    except (AttributeError, RuntimeError):
+        return 0
 
 
 class WorkerHost:
