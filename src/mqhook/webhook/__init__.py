@@ -1,6 +1,6 @@
 """Webhook delivery: config model, templates, encoding, signing, queue, dispatcher, Test, sink.
 
-Modules, bottom up: ``template`` < ``model`` < ``encode``/``signing``/``queue``/``counters``/``http``
+Modules, bottom up: ``template`` < ``model`` < ``encode``/``signing``/``queue``/``counters``/``http_conn`` < ``http``
 < ``request`` < ``dispatcher`` < ``probe`` < ``webhook``; ``sink_server`` stands alone. ``http`` is
 the delivery HTTP/1.1 client (keep-alive pool on ``asyncio.Protocol``); aiohttp serves only.
 """

@@ -26,7 +26,7 @@ from typing import Any
 
 DROP_REASONS = ("queue_full", "retries_exhausted", "request_refused", "stopped")
 # One HTTP attempt's outcome: the status class, or why there was no status. ``other_status`` is a
-# status outside 200-599 (1xx is never final in aiohttp; a broken server may send 600-999).
+# status outside 200-599 (1xx is never final: the client skips interim replies; a broken server may send 600-999).
 OUTCOMES = ("2xx", "3xx", "4xx", "5xx", "other_status", "timeout", "connection_error")
 REQUEST_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 DELIVERY_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
