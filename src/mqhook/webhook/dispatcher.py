@@ -162,6 +162,15 @@ class Dispatcher:
             self._spawn(batch)
 
     def _spawn(self, batch: list[Entry]) -> None:
+        taken = self._take(batch)
+        if taken is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._deliver(*taken))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _take(self, batch: list[Entry]) -> tuple[Request, list[Entry], set[str] | None] | None:
+        """Build the request for (the head of) a popped batch and count it in flight; None if refused."""
         q = self._queue
         try:
             req = self._builder.build(batch)
@@ -172,7 +181,7 @@ class Dispatcher:
             q.done(batch[:1])
             self._c.dropped["request_refused"] += 1
             self._note_error(f"request refused, not sent: {exc}")
-            return
+            return None
         if req.count < len(batch):
             q.unpop(batch[req.count :])
             batch = batch[: req.count]
@@ -183,12 +192,32 @@ class Dispatcher:
         self._c.batch_events.observe(req.count)
         self._c.inflight += 1
         self._c.inflight_events += req.count
-        task = asyncio.get_running_loop().create_task(self._deliver(req, batch, keys))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
         self._progress.set()
+        return req, batch, keys
+
+    def _next(self) -> tuple[Request, list[Entry], set[str] | None] | None:
+        """A full batch to send right away, from a request task that just finished (no sender wake-up,
+        no new task: under load every request then costs one loop step fewer). None: leave it to
+        the sender (it lingers for partial batches and waits out the window)."""
+        q = self._queue
+        if len(q) < self._batch_size or self._c.inflight >= self._window:
+            return None
+        batch = q.pop_batch(self._batch_size, self._busy if self._per_client else None)
+        if not batch:
+            return None
+        self._on_popped()
+        return self._take(batch)
 
     async def _deliver(self, req: Request, batch: list[Entry], keys: set[str] | None) -> None:
+        """Send one request to its end, then, while full batches wait, the next ones."""
+        while True:
+            await self._deliver_one(req, batch, keys)
+            taken = self._next()
+            if taken is None:
+                return
+            req, batch, keys = taken
+
+    async def _deliver_one(self, req: Request, batch: list[Entry], keys: set[str] | None) -> None:
         c = self._c
         verdict = None
         try:
