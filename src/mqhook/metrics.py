@@ -31,6 +31,7 @@ from prometheus_client.utils import floatToGoString
 from mqhook import __version__
 from mqhook.mqtt import reason as R
 from mqhook.mqtt.packets import PACKET_NAMES
+from mqhook.native import implementations as native_implementations
 from mqhook.webhook.counters import Histogram
 
 if TYPE_CHECKING:
@@ -143,7 +144,13 @@ WEBHOOK_METRICS = (
 # -- process --------------------------------------------------------------------------------------
 LOOP_LAG = _g("mqhook_event_loop_lag_seconds", "How late the last periodic event-loop timer ran.")
 LOOP_LAG_MAX = _g("mqhook_event_loop_lag_max_seconds", "The largest event-loop lag of the last minute.")
-BUILD_INFO = _g("mqhook_build_info", "Always 1; the mqhook version as a label.", "version")
+BUILD_INFO = _g(
+    "mqhook_build_info",
+    "Always 1; the mqhook version, and whether the topic trie and the event JSON writer are compiled (cython) or not.",
+    "version",
+    "topic_trie",
+    "eventjson",
+)
 PROCESS_METRICS = (LOOP_LAG, LOOP_LAG_MAX, BUILD_INFO)
 
 ALL_METRICS = BROKER_METRICS + WEBHOOK_METRICS + PROCESS_METRICS
@@ -248,7 +255,8 @@ class MqhookCollector(Collector):
         lag = self.loop_lag
         yield _simple(LOOP_LAG, [((), lag.last if lag else 0.0)])
         yield _simple(LOOP_LAG_MAX, [((), lag.max if lag else 0.0)])
-        yield _simple(BUILD_INFO, [((__version__,), 1)])
+        native = native_implementations()
+        yield _simple(BUILD_INFO, [((__version__, native["topic_trie"], native["eventjson"]), 1)])
 
     def _broker(self) -> Iterator[Metric]:
         s = self.broker.stats

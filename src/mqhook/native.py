@@ -17,16 +17,21 @@ import logging
 import os
 from types import ModuleType
 
-__all__ = ["load"]
+__all__ = ["IMPLEMENTATIONS", "load"]
 
 log = logging.getLogger("mqhook")
+
+# Which implementation each module loaded so far uses: {"topic_trie": "cython", "eventjson": ...};
+# reported by /api/v1/stats ("build") and the labels of mqhook_build_info.
+IMPLEMENTATIONS: dict[str, str] = {}
 
 
 def load(compiled: str, reference: str) -> tuple[ModuleType, str]:
     """``(module, "cython")`` for the compiled module, or ``(module, "python")`` for the reference."""
+    key = compiled.rpartition(".")[2].lstrip("_")
     if os.environ.get("MQHOOK_PURE_PYTHON") != "1":
         try:
-            return importlib.import_module(compiled), "cython"
+            module = importlib.import_module(compiled)
         except ImportError as exc:
             log.warning(
                 "mqhook: the compiled module %s is missing (%s); using the slower pure-Python %s. "
@@ -36,4 +41,16 @@ def load(compiled: str, reference: str) -> tuple[ModuleType, str]:
                 exc,
                 reference,
             )
+        else:
+            IMPLEMENTATIONS[key] = "cython"
+            return module, "cython"
+    IMPLEMENTATIONS[key] = "python"
     return importlib.import_module(reference), "python"
+
+
+def implementations() -> dict[str, str]:
+    """``IMPLEMENTATIONS`` once the broker's modules are imported (each is "cython" or "python")."""
+    import mqhook.events.writer
+    import mqhook.matcher  # noqa: F401  - loads topic_trie
+
+    return dict(IMPLEMENTATIONS)

@@ -8,6 +8,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from mqhook import __version__
+from mqhook.native import implementations
+
 if TYPE_CHECKING:
     from mqhook.broker.broker import Broker
     from mqhook.webhook.webhook import WebhookManager
@@ -27,6 +30,7 @@ async def stats(request: web.Request) -> web.Response:
     body: dict[str, Any] = dict(broker.gauges())
     body.update(broker.stats.snapshot())
     body["webhooks"] = webhooks.stats()
+    body["build"] = {"version": __version__, **implementations()}
     return web.json_response(body)
 
 
