@@ -25,6 +25,7 @@ import msgspec
 
 cdef extern from "Python.h":
     void *PyMem_Realloc(void *p, size_t n)
+    void PyMem_Free(void *p)
     const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
     int PyUnicode_IS_COMPACT_ASCII(object s)
     void *PyUnicode_DATA(object s)
@@ -52,10 +53,21 @@ for _b in range(256):
 
 
 # --- the output buffer: one per process, grown as needed, reused by every call ---------------------
+# Not reentrant: nothing called while an event is written (msgspec, bytes.decode, b2a_base64) can
+# write another. A buffer grown past KEEP_BUFFER by a large payload is given back after that event.
+
+cdef Py_ssize_t KEEP_BUFFER = 1 << 20
 
 cdef char *_buf = NULL
 cdef Py_ssize_t _cap = 0
 cdef Py_ssize_t _len = 0
+
+
+cdef void _shrink():
+    global _buf, _cap
+    PyMem_Free(_buf)
+    _buf = NULL
+    _cap = 0
 
 
 cdef int _reserve(Py_ssize_t extra) except -1:
@@ -332,4 +344,7 @@ def message_event(
         _put(b',"from_username":', 17)
         _put_str(from_username)
     _put_bytes(tail)
-    return PyBytes_FromStringAndSize(_buf, _len)
+    out = PyBytes_FromStringAndSize(_buf, _len)
+    if _cap > KEEP_BUFFER:
+        _shrink()
+    return out
