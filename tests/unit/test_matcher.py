@@ -376,6 +376,44 @@ def test_cycles_through_the_trie_are_collected(make_trie: TrieFactory) -> None:
     assert probe() is None
 
 
+def test_many_exact_filters_grow_and_shrink(make_trie: TrieFactory) -> None:
+    """Thousands of exact filters (the compiled trie's own table grows, then shrinks as they go)."""
+    trie = make_trie()
+    filters = [f"e{i}/x{i % 7}" for i in range(3000)]
+    for f in filters:
+        trie.insert(f, f, None)
+    trie.insert("e1/+", "e1/+", None)
+    order = filters[:]
+    random.Random(5).shuffle(order)
+    for n, f in enumerate(order):
+        if n % 500 == 0:
+            for g in order[n : n + 200 : 7]:
+                assert _matched_filters(trie, g) == sorted({g, "e1/+"} if g.startswith("e1/") else {g})
+        assert trie.remove(f, f)
+        assert not trie.remove(f, f)
+        assert trie.get(f, f) is None
+    assert trie.filter_count == 1
+    assert list(trie.filters()) == ["e1/+"]
+    assert _matched_filters(trie, "e1/x1") == ["e1/+"]
+
+
+def test_remove_survives_a_value_that_changes_the_trie(make_trie: TrieFactory) -> None:
+    """Dropping a removed value may run its __del__, which may insert filters (and grow tables)."""
+    trie = make_trie()
+
+    class Reentrant:
+        def __del__(self) -> None:
+            for i in range(100):
+                trie.insert(f"other/{i}", "k", None)
+
+    trie.insert("a/b", "k", Reentrant())
+    assert trie.remove("a/b", "k")
+    assert trie.match("a/b") == []
+    assert trie.filter_count == 100
+    assert len(trie) == 100
+    assert _matched_filters(trie, "other/7") == ["k"]
+
+
 def test_module_exports() -> None:
     assert matcher.IMPLEMENTATION in ("cython", "python")
     assert matcher.PyTopicTrie is PyTopicTrie
