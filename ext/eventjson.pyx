@@ -148,15 +148,19 @@ cdef inline Py_ssize_t _plain_prefix(const uint8_t *s, Py_ssize_t n, bint ascii_
     return i
 
 
-cdef int _put_escaped(const uint8_t *s, Py_ssize_t n) except -1:
-    """JSON string body of valid UTF-8 ``s`` (no quotes): escape '"', '\\' and controls, copy the rest."""
+cdef int _put_quoted(const uint8_t *s, Py_ssize_t n, Py_ssize_t plain) except -1:
+    """Valid UTF-8 ``s`` as a JSON string, quotes included: '"', '\\' and controls escaped, the rest
+    copied. ``plain``: how many leading bytes are known to need no escaping (-1: not known yet)."""
     global _len
-    cdef Py_ssize_t i, start = _plain_prefix(s, n, False)
+    cdef Py_ssize_t i, start = plain if plain >= 0 else _plain_prefix(s, n, False)
     cdef uint8_t c
-    _reserve(n * 6)
+    _reserve(n * 6 + 2)
+    _buf[_len] = b'"'
+    _len += 1
     if start == n:
         memcpy(_buf + _len, s, n)
-        _len += n
+        _buf[_len + n] = b'"'
+        _len += n + 1
         return 0
     if start:
         memcpy(_buf + _len, s, start)
@@ -190,6 +194,8 @@ cdef int _put_escaped(const uint8_t *s, Py_ssize_t n) except -1:
     if n > start:
         memcpy(_buf + _len, s + start, n - start)
         _len += n - start
+    _buf[_len] = b'"'
+    _len += 1
     return 0
 
 
@@ -199,33 +205,26 @@ cdef int _put_str(str s) except -1:
     cdef Py_ssize_t n
     cdef const char *p
     if PyUnicode_IS_COMPACT_ASCII(s):
-        _put(b'"', 1)
-        _put_escaped(<const uint8_t *>PyUnicode_DATA(s), PyUnicode_GET_LENGTH(s))
-        return _put(b'"', 1)
+        return _put_quoted(<const uint8_t *>PyUnicode_DATA(s), PyUnicode_GET_LENGTH(s), -1)
     p = PyUnicode_AsUTF8AndSize(s, &n)
-    _put(b'"', 1)
-    _put_escaped(<const uint8_t *>p, n)
-    return _put(b'"', 1)
+    return _put_quoted(<const uint8_t *>p, n, -1)
 
 
 cdef int _put_payload(bytes payload, bint base64) except -1:
     cdef const uint8_t *p = <const uint8_t *>PyBytes_AS_STRING(payload)
-    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(payload)
+    cdef Py_ssize_t i, plain, n = PyBytes_GET_SIZE(payload)
     cdef bytes b64
     if base64:
         b64 = b2a_base64(payload, newline=False)
         _put(b'"', 1)
         _put_bytes(b64)
         return _put(b'"', 1)
-    i = _plain_prefix(p, n, True)
-    if i < n:
-        while i < n and _CLASS[p[i]] != 2:
-            i += 1
-        if i < n:  # not ASCII: decode as EMQX does, invalid bytes -> U+FFFD
-            return _put_str(payload.decode("utf-8", "replace"))
-    _put(b'"', 1)
-    _put_escaped(p, n)
-    return _put(b'"', 1)
+    plain = i = _plain_prefix(p, n, True)  # one scan: printable ASCII needs no escaping and no decoding
+    while i < n and _CLASS[p[i]] != 2:
+        i += 1
+    if i < n:  # not ASCII: decode as EMQX does, invalid bytes -> U+FFFD
+        return _put_str(payload.decode("utf-8", "replace"))
+    return _put_quoted(p, n, plain)
 
 
 # --- message ids (emqx_guid: 64-bit microseconds, 48 bits of node and process, 16-bit sequence) -----
