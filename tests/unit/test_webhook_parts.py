@@ -8,8 +8,9 @@ import json
 import pytest
 
 from mqhook.webhook.encode import join_batch, meta_prefix, splice
+from mqhook.webhook.model import parse_webhook
 from mqhook.webhook.queue import MemoryQueue
-from mqhook.webhook.request import Outcome, backoff_delay, parse_retry_after
+from mqhook.webhook.request import Outcome, RequestBuilder, backoff_delay, parse_retry_after
 from mqhook.webhook.signing import new_message_id, sign
 
 EVENT = b'{"event":"message.publish","clientid":"c","payload":"q\\"","timestamp":1}'
@@ -138,3 +139,13 @@ def test_retry_after_overrides_backoff_on_429_and_503_only() -> None:
     assert backoff_delay(0, 0.0, 30.0, _outcome(429, "400")) == 30.0
     assert backoff_delay(0, 0.0, 30.0, _outcome(500, "4")) == 0.0
     assert backoff_delay(0, 0.0, 30.0, _outcome(None)) == 0.0
+
+
+@pytest.mark.parametrize("headers", [{}, {"x-client": "${clientid}"}], ids=["static", "templated"])
+def test_batch_bodies_are_the_same_on_the_fast_and_the_template_path(headers: dict[str, str]) -> None:
+    raws = [EVENT, EVENT.replace(b'"c"', b'"c"'), EVENT.replace(b"1}", b"2}")]
+    cfg = parse_webhook({"name": "w", "url": "http://127.0.0.1:1/", "batch_size": 10, "headers": headers})
+    req = RequestBuilder(cfg).build([(raw, "c") for raw in raws])
+    assert req.count == 3 and req.body == join_batch(raws, meta_prefix("w_WH_D"))
+    one = parse_webhook({"name": "w", "url": "http://127.0.0.1:1/", "headers": headers})
+    assert RequestBuilder(one).build([(EVENT, "c")]).body == splice(EVENT, meta_prefix("w_WH_D"))
