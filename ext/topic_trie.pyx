@@ -36,6 +36,9 @@ Why it is fast (measure with bench/test_bench_matcher.py; the trie is memory-bou
 
 Results keep the reference's order (a depth-first walk, literal child before ``+``): the literal path's
 ``#`` matches, then the exact filter, then the ``+`` branches, deepest first.
+
+Over the ~400-line guide on purpose: it is one cdef class whose methods share C-level state; the C
+structs and the table and node helpers already live in topic_trie.pxd.
 """
 
 cimport cython

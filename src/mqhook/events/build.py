@@ -173,34 +173,28 @@ def check_authn_complete(
     )
 
 
+def _subscription(conn: Connection, topic_filter: str, qos: int, node: str) -> dict[str, Any]:
+    """The fields session.subscribed and session.unsubscribed share."""
+    return {
+        "timestamp": now_ms(),
+        "node": node,
+        "clientid": conn.client_id,
+        "username": _name(conn.username),
+        "peerhost": conn.peerhost,
+        "peername": _peername(conn),
+        "topic": topic_filter,
+        "qos": qos,
+    }
+
+
 def session_subscribed(
     conn: Connection, topic_filter: str, qos: int, sub_props: dict[str, Any], node: str
 ) -> SessionSubscribed:
-    return SessionSubscribed(
-        timestamp=now_ms(),
-        node=node,
-        clientid=conn.client_id,
-        username=_name(conn.username),
-        peerhost=conn.peerhost,
-        peername=_peername(conn),
-        topic=topic_filter,
-        qos=qos,
-        sub_props=printable_props(sub_props),
-    )
+    return SessionSubscribed(sub_props=printable_props(sub_props), **_subscription(conn, topic_filter, qos, node))
 
 
 def session_unsubscribed(
     conn: Connection, topic_filter: str, qos: int, unsub_props: dict[str, Any], node: str
 ) -> SessionUnsubscribed:
     """``qos`` is the QoS of the subscription removed, as EMQX reports it."""
-    return SessionUnsubscribed(
-        timestamp=now_ms(),
-        node=node,
-        clientid=conn.client_id,
-        username=_name(conn.username),
-        peerhost=conn.peerhost,
-        peername=_peername(conn),
-        topic=topic_filter,
-        qos=qos,
-        unsub_props=printable_props(unsub_props),
-    )
+    return SessionUnsubscribed(unsub_props=printable_props(unsub_props), **_subscription(conn, topic_filter, qos, node))

@@ -274,19 +274,14 @@ class Bench:
 
     async def _wait(self, value: Any, expected: int, deadline: float) -> bool:
         """Poll ``value()`` until it reaches ``expected``; True if it stalled first."""
-        last, since = -1, time.monotonic()
-        while True:
-            v = value()
-            now = time.monotonic()
-            if v >= expected:
-                return False
-            if v != last:
-                last, since = v, now
-            elif now - since >= self.sc.stall or now >= deadline:
-                return True
-            await asyncio.sleep(0.02)
 
-    async def _wait_async(self, value: Any, expected: int, deadline: float) -> bool:
+        async def read() -> Any:
+            return value()
+
+        return await self._wait_async(read, expected, deadline, 0.02)
+
+    async def _wait_async(self, value: Any, expected: int, deadline: float, interval: float = 0.1) -> bool:
+        """``_wait`` for an awaitable ``value()`` (a worker's counter, over RPC)."""
         last, since = -1, time.monotonic()
         while True:
             v = await value()
@@ -297,7 +292,7 @@ class Bench:
                 last, since = v, now
             elif now - since >= self.sc.stall or now >= deadline:
                 return True
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(interval)
 
     async def _ticker(self, target: Target, index: int, counters: Counters, t_start: float, what: str = "") -> None:
         """The progress line: elapsed, sent, received, msg/s in and out over the last interval."""
