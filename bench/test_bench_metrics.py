@@ -22,9 +22,9 @@ from typing import Any
 from prometheus_client import generate_latest
 
 from mqhook.broker.broker import Broker
-from mqhook.config import MqttConfig
+from mqhook.broker.settings import MqttConfig
+from mqhook.broker.stats import Stats
 from mqhook.metrics import LoopLag, build_registry
-from mqhook.stats import Stats
 from mqhook.webhook.counters import REQUEST_SECONDS_BUCKETS, Histogram
 from mqhook.webhook.model import parse_webhook
 from mqhook.webhook.webhook import Webhook

@@ -21,7 +21,7 @@ import msgspec
 import orjson
 import pytest
 
-from mqhook.webhook.encode import join_batch, meta_prefix, splice
+from mqhook.webhook.encode import meta_prefix, splice
 from mqhook.webhook.model import parse_webhook
 from mqhook.webhook.request import RequestBuilder
 from mqhook.webhook.webhook import Webhook
@@ -90,7 +90,7 @@ def orjson_dict(ev: Publish) -> bytes:
 
 
 def batch_msgspec_splice(evs: list[Publish]) -> bytes:
-    return join_batch([_enc.encode(ev) for ev in evs], PREFIX)
+    return b"[" + b",".join([splice(_enc.encode(ev), PREFIX) for ev in evs]) + b"]"
 
 
 def batch_msgspec_dict(evs: list[Publish]) -> bytes:

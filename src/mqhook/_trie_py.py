@@ -5,7 +5,7 @@ This module owns the matching rules of MQTT topic filters against topic names
 dict ``{key: value}`` (key: a subscriber id or shared-subscription group, any hashable;
 value: opaque, e.g. subscription options) and answers which of those dicts match a
 topic NAME. It never delivers anything and never validates filters: the broker checks
-them (see ``mqhook.topics``) before inserting.
+them (see ``mqhook.mqtt.topics``) before inserting.
 
 Rules implemented by ``match``:
 

@@ -16,12 +16,12 @@ from aiohttp import web
 
 from mqhook.admin.server import make_app
 from mqhook.broker.broker import Broker
+from mqhook.broker.stats import Stats
 from mqhook.config import Config, parse_bind
 from mqhook.errors import MqhookError
 from mqhook.events.hooks import EventHooks
 from mqhook.metrics import LoopLag, build_registry
 from mqhook.server.tcp import start_listener
-from mqhook.stats import Stats
 from mqhook.webhook.webhook import WebhookManager
 
 log = logging.getLogger("mqhook")

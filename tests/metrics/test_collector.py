@@ -14,9 +14,10 @@ from prometheus_client import generate_latest
 
 from mqhook.app import App
 from mqhook.broker.broker import Broker
-from mqhook.config import MqttConfig, load
+from mqhook.broker.settings import MqttConfig
+from mqhook.broker.stats import Stats
+from mqhook.config import load
 from mqhook.metrics import LoopLag, build_registry
-from mqhook.stats import Stats
 from mqhook.webhook import Webhook, parse_webhook
 from mqhook.webhook.counters import Histogram
 from mqhook.webhook.request import created_ms

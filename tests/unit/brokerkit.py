@@ -8,12 +8,12 @@ from typing import Any
 
 from mqhook.broker.broker import Broker
 from mqhook.broker.connection import Connection
-from mqhook.config import MqttConfig
+from mqhook.broker.settings import MqttConfig
+from mqhook.broker.stats import Stats
 from mqhook.errors import ProtocolError
 from mqhook.mqtt import packets as P
 from mqhook.mqtt.codec import Decoder
 from mqhook.mqtt.encode import encode
-from mqhook.stats import Stats
 
 
 class Timer:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mqhook.webhook.encode import join_batch, meta_prefix, splice
+from mqhook.webhook.encode import meta_prefix, splice
 from mqhook.webhook.model import parse_webhook
 from mqhook.webhook.queue import MemoryQueue
 from mqhook.webhook.request import Outcome, RequestBuilder, backoff_delay, parse_retry_after
@@ -31,11 +31,12 @@ def test_splice_adds_metadata_first_and_keeps_every_field() -> None:
     }
 
 
-def test_join_batch_is_an_array_of_events() -> None:
+def test_a_batch_is_an_array_of_events_each_with_the_metadata() -> None:
     other = EVENT.replace(b'"c"', b'"b"')
-    data = json.loads(join_batch([EVENT, other], meta_prefix('odd "name"_WH_D')))
+    cfg = parse_webhook({"name": "odd-name", "url": "http://127.0.0.1:1/", "batch_size": 10})
+    data = json.loads(RequestBuilder(cfg).build([(EVENT, "c"), (other, "b")]).body or b"")
     assert [e["clientid"] for e in data] == ["c", "b"]
-    assert all(e["metadata"] == {"rule_id": 'odd "name"_WH_D'} for e in data)
+    assert all(e["metadata"] == {"rule_id": "odd-name_WH_D"} for e in data)
 
 
 def test_splice_handles_an_empty_object() -> None:
@@ -146,6 +147,8 @@ def test_batch_bodies_are_the_same_on_the_fast_and_the_template_path(headers: di
     raws = [EVENT, EVENT.replace(b'"c"', b'"c"'), EVENT.replace(b"1}", b"2}")]
     cfg = parse_webhook({"name": "w", "url": "http://127.0.0.1:1/", "batch_size": 10, "headers": headers})
     req = RequestBuilder(cfg).build([(raw, "c") for raw in raws])
-    assert req.count == 3 and req.body == join_batch(raws, meta_prefix("w_WH_D"))
+    # Written out by hand: "[" + each event with the metadata spliced after its "{", comma-joined + "]".
+    expected = b"[" + b",".join(b'{"metadata":{"rule_id":"w_WH_D"},' + raw[1:] for raw in raws) + b"]"
+    assert req.count == 3 and req.body == expected
     one = parse_webhook({"name": "w", "url": "http://127.0.0.1:1/", "headers": headers})
     assert RequestBuilder(one).build([(EVENT, "c")]).body == splice(EVENT, meta_prefix("w_WH_D"))

@@ -16,13 +16,13 @@ from mqhook.broker.retained import RetainedStore
 from mqhook.broker.session import Session
 from mqhook.hooks import NO_HOOKS, Hooks
 from mqhook.matcher import TopicTrie
-from mqhook.topics import parse_shared
+from mqhook.mqtt.topics import parse_shared
 
 if TYPE_CHECKING:
     from mqhook.broker.connection import Connection
-    from mqhook.config import MqttConfig
+    from mqhook.broker.settings import MqttConfig
+    from mqhook.broker.stats import Stats
     from mqhook.mqtt.packets import Will
-    from mqhook.stats import Stats
 
 log = logging.getLogger("mqhook.broker")
 

@@ -10,11 +10,11 @@ from mqhook.broker.broker import NEVER_EXPIRES
 from mqhook.errors import ProtocolError
 from mqhook.mqtt import packets as P
 from mqhook.mqtt import reason as R
-from mqhook.topics import validate_topic_name
+from mqhook.mqtt.topics import validate_topic_name
 
 if TYPE_CHECKING:
     from mqhook.broker.connection import Connection
-    from mqhook.config import MqttConfig
+    from mqhook.broker.settings import MqttConfig
 
 
 class Refused(Exception):

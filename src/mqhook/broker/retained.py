@@ -15,7 +15,7 @@ filter can reach instead of testing every retained topic:
 - a filter whose first level is ``+`` or ``#`` does not return topics starting with ``$``
   [MQTT-4.7.2-1].
 
-Filters are not validated here; the broker checks them first (``mqhook.topics``).
+Filters are not validated here; the broker checks them first (``mqhook.mqtt.topics``).
 """
 
 from __future__ import annotations

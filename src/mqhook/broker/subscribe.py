@@ -9,7 +9,7 @@ from mqhook.broker.message import SubOptions
 from mqhook.errors import ProtocolError
 from mqhook.mqtt import packets as P
 from mqhook.mqtt import reason as R
-from mqhook.topics import parse_shared, validate_topic_filter
+from mqhook.mqtt.topics import parse_shared, validate_topic_filter
 
 if TYPE_CHECKING:
     from mqhook.broker.connection import Connection

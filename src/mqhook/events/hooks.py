@@ -31,7 +31,7 @@ from mqhook.errors import ProtocolError
 from mqhook.events import build
 from mqhook.events.writer import PAYLOAD_ENCODINGS, MessageWriter, event_json
 from mqhook.matcher import TopicTrie
-from mqhook.topics import validate_topic_filter
+from mqhook.mqtt.topics import validate_topic_filter
 
 if TYPE_CHECKING:
     from mqhook.broker.connection import Connection

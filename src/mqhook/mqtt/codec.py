@@ -16,8 +16,8 @@ from mqhook.mqtt import packets as p
 from mqhook.mqtt.codec_connect import decode_connack, decode_connect, read_protocol
 from mqhook.mqtt.codec_subscribe import decode_suback, decode_subscribe, decode_unsuback, decode_unsubscribe
 from mqhook.mqtt.properties import decode_properties
+from mqhook.mqtt.topics import validate_topic_name
 from mqhook.mqtt.wire import MAX_VARINT, read_u16
-from mqhook.topics import validate_topic_name
 
 Body = Callable[[bytes, int, int, int], p.Packet]
 

@@ -12,8 +12,8 @@ from typing import Any
 from mqhook.errors import MalformedPacket, ProtocolError
 from mqhook.mqtt import packets as p
 from mqhook.mqtt.properties import WILL, decode_properties
+from mqhook.mqtt.topics import validate_topic_name
 from mqhook.mqtt.wire import read_bin, read_str, read_u16
-from mqhook.topics import validate_topic_name
 
 # (protocol name, level) pairs mqhook speaks (sections 3.1.2.1 and 3.1.2.2).
 SUPPORTED = {("MQIsdp", 3), ("MQTT", 4), ("MQTT", 5)}

@@ -6,13 +6,11 @@ the event map. The events layer hands every webhook the same event JSON (bytes, 
 brace (``splice``), when it builds a request. Key order is therefore ``metadata`` first,
 then the event's fields (EMQX guarantees no key order either).
 
-A batch is one ``bytes.join`` over the pieces (``join_batch``): no intermediate object per
-event. bench/test_bench_webhook.py measures both.
+A batch body is joined from the queued JSON in one ``bytes.join`` (``request.RequestBuilder``):
+no intermediate object per event. bench/test_bench_webhook.py measures it.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 import msgspec
 
@@ -29,8 +27,3 @@ def splice(raw: bytes, prefix: bytes) -> bytes:
     if raw == b"{}":
         return prefix[:-1] + b"}"
     return prefix + raw[1:]
-
-
-def join_batch(raws: Iterable[bytes], prefix: bytes) -> bytes:
-    """A JSON array of events, each with the metadata spliced in."""
-    return b"[" + b",".join([splice(raw, prefix) for raw in raws]) + b"]"

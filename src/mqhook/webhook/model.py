@@ -26,7 +26,7 @@ import msgspec
 
 from mqhook.errors import ConfigError, ProtocolError
 from mqhook.hooks import ALL_EVENTS
-from mqhook.topics import validate_topic_filter
+from mqhook.mqtt.topics import validate_topic_filter
 from mqhook.webhook.template import compile_template
 
 NAME_RE = re.compile(r"^[0-9a-zA-Z][-0-9a-zA-Z_]*$")  # EMQX resource-name rule

@@ -1,8 +1,7 @@
-"""Topic names and topic filters: validation, shared-subscription parsing, brute-force matching.
+"""Topic names and topic filters: validation and shared-subscription parsing.
 
-This module owns the syntax rules of MQTT section 4.7. The trie matcher is
-elsewhere; ``matches`` here is the slow, obviously-correct reference the trie
-is tested against.
+This module owns the syntax rules of MQTT section 4.7. Matching a topic against filters is the
+trie's job (``mqhook.matcher``); the tests hold it to a brute-force oracle of their own.
 """
 
 from __future__ import annotations
@@ -93,23 +92,3 @@ def parse_shared(topic_filter: str) -> tuple[str | None, str]:
             f"shared filter {topic_filter!r}: a topic filter must follow the share name [MQTT-4.8.2-2]",
         )
     return group, real
-
-
-def matches(topic: str, topic_filter: str) -> bool:
-    """True if ``topic`` matches ``topic_filter``: the brute-force reference (section 4.7).
-
-    Topics starting with '$' are not matched by filters starting with '#' or '+'
-    [MQTT-4.7.2-1]. '#' also matches the parent level: 'a/#' matches 'a' (section 4.7.1.2).
-    """
-    if topic.startswith("$") and topic_filter[:1] in ("#", "+"):
-        return False
-    t_levels = topic.split("/")
-    f_levels = topic_filter.split("/")
-    for i, f in enumerate(f_levels):
-        if f == "#":
-            return True
-        if i >= len(t_levels):
-            return False
-        if f != "+" and f != t_levels[i]:
-            return False
-    return len(t_levels) == len(f_levels)
