@@ -6,7 +6,7 @@ Run: ``.venv/bin/pytest bench/test_bench_events.py --benchmark-only -q -p no:cac
   reference) against the way mqhook did it before: build a ``MessagePublish`` struct, encode it
   with msgspec. All three give the same JSON (checked).
 - "webhook hot path": what one PUBLISH costs the broker's loop when one webhook wants every
-  message: ``EventHooks.message_publish`` -> route -> write -> ``Webhook.put`` into its queue
+  message: the ``message.publish`` listener ``EventRouter`` installs -> write -> ``Webhook.put`` into its queue
   (the queue is emptied between rounds; the HTTP side is bench/test_bench_http.py's).
 - struct encoding, msgspec vs orjson: client and session events are still structs.
 
@@ -27,8 +27,10 @@ import orjson
 import pytest
 
 import mqhook._eventjson_py as py_writer
+from mqhook.broker.flow import Backpressure
+from mqhook.broker.hooks import Hooks
 from mqhook.broker.message import Message
-from mqhook.events import EventHooks, MessageWriter
+from mqhook.events import EventRouter, MessageWriter
 from mqhook.events.model import MessagePublish, flags
 from mqhook.events.props import printable_props
 from mqhook.events.writer import IMPLEMENTATION
@@ -81,12 +83,13 @@ def _same_event(a: bytes, b: bytes) -> bool:
 class _PyWriter(MessageWriter):
     """MessageWriter over the pure-Python reference, whatever is built."""
 
-    def publish(self, msg: Message, encoding: str) -> bytes:
+    def publish(self, encoding: str, msg: Message) -> bytes:
         user = msg.username
         return py_writer.message_event(
             b'{"event":"message.publish","timestamp":', self._node, msg.sender,
             "undefined" if user is None else user, msg.peerhost, msg.peername, msg.id, msg.payload,
-            encoding == "base64", msg.topic, msg.qos, msg.retain, msg.dup, msg.properties, msg.received_at,
+            encoding == "base64", msg.topic, msg.qos, msg.retain, msg.dup,
+            ENCODER.encode(printable_props(msg.properties)) if msg.properties else None, msg.received_at,
             None, None, b',"client_attrs":{}}',
         )  # fmt: skip
 
@@ -94,7 +97,7 @@ class _PyWriter(MessageWriter):
 WRITERS: dict[str, Any] = {
     f"writer ({IMPLEMENTATION})": MessageWriter(NODE).publish,
     "writer (python reference)": _PyWriter(NODE).publish,
-    "struct + msgspec (before)": lambda msg, encoding: ENCODER.encode(struct_publish(msg)),
+    "struct + msgspec (before)": lambda encoding, msg: ENCODER.encode(struct_publish(msg)),
 }
 
 
@@ -106,7 +109,7 @@ def test_write_publish(benchmark: Any, how: str) -> None:
 
     def one() -> bytes:
         msg._id = None  # a new message: its id is made too, as in the broker
-        out: bytes = write(msg, "plain")
+        out: bytes = write("plain", msg)
         return out
 
     data = benchmark(one)
@@ -124,11 +127,13 @@ def test_publish_into_webhook(benchmark: Any, topics: list[str]) -> None:
         "$.webhooks[0]",
     )
     hook = Webhook(cfg)  # not started: events stay queued, and are cleared between rounds
-    hooks = EventHooks(NODE, [hook])
+    hooks = Hooks()
+    EventRouter(NODE, hooks, Backpressure(), [hook])
     msgs = [make_message(i) for i in range(1000)]
 
     def thousand() -> None:
         publish = hooks.message_publish
+        assert publish is not None
         for msg in msgs:
             msg._id = None
             publish(msg)

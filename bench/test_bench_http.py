@@ -20,7 +20,8 @@ Variants (same request, same headers, same receiver):
 - ``head``: aiohttp: ``send_once`` and ``make_session`` as they were at commit c987098, before the
   lean client (copied below, frozen): one ``aiohttp.ClientSession`` per webhook;
 - ``now``: the lean client: ``mqhook.webhook.request.send_once`` over ``request.make_client``
-  (``mqhook.webhook.http.HttpClient``, a keep-alive pool on ``asyncio.Protocol``);
+  (``mqhook.webhook.http.HttpClient``, a keep-alive pool on ``asyncio.Protocol``, replies parsed by
+  httptools / llhttp);
 - ``floor``: not a candidate: a bare ``asyncio.Protocol`` writing the same bytes on one keep-alive
   connection and waiting for a Content-Length reply (no timeouts, no parser, no error handling).
   It is what the socket calls and the event loop cost, i.e. the least any Python client could do.

@@ -1,5 +1,5 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Compiled writer of message-event JSON: same output as ``mqhook.events._json_py`` (the reference).
+"""Compiled writer of message-event JSON: same output as ``mqhook._eventjson_py`` (the reference).
 
 Owns one thing: turning a broker ``Message`` and the receiver's fields into the JSON object EMQX sends
 for the five message events (``message.publish``, ``message.delivered``, ``message.acked``,
@@ -10,8 +10,10 @@ Why it is fast (bench/test_bench_events.py): one pass writes every field into a 
 then one bytes object is made. Strings stored one byte per character (ASCII: client ids, topics,
 addresses) are copied from the str's own memory, escaping only ``"``, ``\\`` and control characters;
 a payload that is printable ASCII is copied as is; ids, timestamps and numbers are formatted in C.
-Anything unusual (non-UTF-8 payload bytes, lone surrogates, user properties) takes the slower exact
-path through Python (``bytes.decode("utf-8", "replace")``, msgspec), so output never differs.
+Anything unusual (non-UTF-8 payload bytes, lone surrogates) takes the slower exact path through
+Python (``bytes.decode("utf-8", "replace")``), so output never differs. ``pub_props`` arrive as
+JSON already (the caller encodes the rare non-empty property block). The module imports nothing
+from mqhook.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -19,8 +21,6 @@ from libc.stdint cimport uint8_t, uint64_t
 from libc.string cimport memcpy
 
 from binascii import b2a_base64
-
-import msgspec
 
 
 cdef extern from "Python.h":
@@ -41,9 +41,8 @@ cdef extern from "<time.h>" nogil:
     int CLOCK_REALTIME
 
 
-cdef object _encode = msgspec.json.Encoder().encode
-cdef bytes _EMPTY_PROPS = b'{"User-Property":{}}'
 cdef const char *_HEX = b"0123456789ABCDEF"
+cdef bytes _EMPTY_PROPS = b'{"User-Property":{}}'
 
 # Byte classes for JSON strings: 0 = copy, 1 = escape (control, '"', '\\'), 2 = non-ASCII.
 cdef uint8_t _CLASS[256]
@@ -53,7 +52,7 @@ for _b in range(256):
 
 
 # --- the output buffer: one per process, grown as needed, reused by every call ---------------------
-# Not reentrant: nothing called while an event is written (msgspec, bytes.decode, b2a_base64) can
+# Not reentrant: nothing called while an event is written (bytes.decode, b2a_base64) can
 # write another. A buffer grown past KEEP_BUFFER by a large payload is given back after that event.
 
 cdef Py_ssize_t KEEP_BUFFER = 1 << 20
@@ -227,54 +226,10 @@ cdef int _put_payload(bytes payload, bint base64) except -1:
     return _put_quoted(p, n, plain)
 
 
-# --- message ids (emqx_guid: 64-bit microseconds, 48 bits of node and process, 16-bit sequence) -----
-
-cdef uint64_t _node_bits = 0
-cdef uint64_t _seq = 0
-
-
-def set_node_bits(uint64_t bits):
-    """The middle 48 bits of every id (shifted left by 16), fixed per process."""
-    global _node_bits
-    _node_bits = bits
-
-
-cdef str _new_id(double received_at):
-    global _seq
-    cdef char out[32]
-    cdef uint64_t hi = <uint64_t>(received_at * 1000000.0)
-    cdef uint64_t lo = _node_bits | (_seq & 0xFFFF)
-    cdef int i
-    _seq += 1
-    for i in range(16):
-        out[15 - i] = _HEX[hi & 15]
-        hi >>= 4
-        out[31 - i] = _HEX[lo & 15]
-        lo >>= 4
-    return out[:32].decode("ascii")
-
-
-def new_message_id(double received_at):
-    """32 uppercase hex digits, as ``emqx_guid:to_hexstr/1`` prints them."""
-    return _new_id(received_at)
-
-
 cdef uint64_t _now_ms():
     cdef timespec ts
     clock_gettime(CLOCK_REALTIME, &ts)
     return <uint64_t>ts.tv_sec * 1000 + <uint64_t>(ts.tv_nsec // 1000000)
-
-
-cdef object _printable_props = None
-
-
-cdef bytes _props_json(dict props):
-    # Imported on first use, not at module level: mqhook.broker.message imports this module for
-    # its ids, before the mqhook.events package (which imports it back) can be.
-    global _printable_props
-    if _printable_props is None:
-        from mqhook.events.props import printable_props as _printable_props
-    return _encode(_printable_props(props))
 
 
 # --- the writer --------------------------------------------------------------------------------------
@@ -293,7 +248,7 @@ def message_event(
     int qos,
     bint retain,
     bint dup,
-    dict props,
+    bytes pub_props,
     double received_at,
     str from_clientid,
     str from_username,
@@ -334,7 +289,7 @@ def message_event(
     else:
         _put(b'false}', 6)
     _put(b',"pub_props":', 13)
-    _put_bytes(_props_json(props) if props else _EMPTY_PROPS)
+    _put_bytes(_EMPTY_PROPS if pub_props is None else pub_props)
     _put(b',"publish_received_at":', 23)
     _put_uint(<uint64_t>(received_at * 1000.0))
     if from_clientid is not None:

@@ -31,8 +31,10 @@ STOP_TIMEOUT = 10.0
 
 
 def broker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for a broker process: src/ importable, no stray MQHOOK_* from the caller."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MQHOOK_")}
+    """Environment for a broker process: src/ importable, no stray MQHOOK_* setting from the caller
+    (the switch MQHOOK_REQUIRE_NATIVE is passed on: where CI requires the compiled modules, so does
+    every broker it starts)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MQHOOK_") or k == "MQHOOK_REQUIRE_NATIVE"}
     src = str(ROOT / "src")
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONUNBUFFERED"] = "1"

@@ -1,4 +1,4 @@
-"""Pure-Python message-event JSON writer and message ids: the reference for, and fallback of, ext/eventjson.pyx.
+"""Pure-Python message-event JSON writer: the reference for, and fallback of, ext/eventjson.pyx.
 
 This module owns the byte layout of the five message events (``message.publish``,
 ``message.delivered``, ``message.acked``, ``message.dropped``, ``delivery.dropped``) as the
@@ -15,22 +15,18 @@ the event and the closing brace, already JSON).
 ``payload`` is UTF-8 with invalid bytes replaced by U+FFFD (what EMQX's JSON encoder does),
 or standard base64 with ``base64=True``.
 
-Message ids are EMQX's (``emqx_guid``): a 64-bit microsecond timestamp, 48 bits naming this
-node and process, a 16-bit sequence, printed as 32 uppercase hex digits. The sequence lives
-in whichever module is selected (see ``mqhook.native``), so ids never repeat in a process.
+``pub_props`` is the property block as JSON already, or None for ``{"User-Property":{}}``.
+The module imports nothing from mqhook.
 """
 
 from __future__ import annotations
 
-import itertools
-import struct
 import time
 from binascii import b2a_base64
-from typing import Any
 
 import msgspec
 
-__all__ = ["message_event", "new_message_id", "set_node_bits"]
+__all__ = ["message_event"]
 
 _encode = msgspec.json.Encoder().encode
 _EMPTY_PROPS = b'{"User-Property":{}}'
@@ -40,33 +36,6 @@ _FLAGS = (
     b',"flags":{"retain":true,"dup":false}',
     b',"flags":{"retain":true,"dup":true}',
 )
-
-_node_bits = 0
-_seq = itertools.count()
-_pack_id = struct.Struct(">QQ").pack
-
-
-def set_node_bits(bits: int) -> None:
-    """The middle 48 bits of every id (shifted left by 16), fixed per process."""
-    global _node_bits
-    _node_bits = bits
-
-
-def new_message_id(received_at: float) -> str:
-    """32 uppercase hex digits, as ``emqx_guid:to_hexstr/1`` prints them."""
-    return _pack_id(int(received_at * 1_000_000), _node_bits | (next(_seq) & 0xFFFF)).hex().upper()
-
-
-_printable_props: Any = None
-
-
-def _props_json(props: dict[str, Any]) -> bytes:
-    # Imported on first use, not at module level: mqhook.broker.message imports this module for
-    # its ids, before the mqhook.events package (which imports it back) can be.
-    global _printable_props
-    if _printable_props is None:
-        from mqhook.events.props import printable_props as _printable_props
-    return _encode(_printable_props(props))
 
 
 def message_event(
@@ -83,7 +52,7 @@ def message_event(
     qos: int,
     retain: bool,
     dup: bool,
-    props: dict[str, Any],
+    pub_props: bytes | None,
     received_at: float,
     from_clientid: str | None,
     from_username: str | None,
@@ -117,7 +86,7 @@ def message_event(
         str(qos).encode(),
         _FLAGS[2 * bool(retain) + bool(dup)],
         b',"pub_props":',
-        _props_json(props) if props else _EMPTY_PROPS,
+        _EMPTY_PROPS if pub_props is None else pub_props,
         b',"publish_received_at":',
         str(int(received_at * 1000)).encode(),
     ]

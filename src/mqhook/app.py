@@ -19,10 +19,10 @@ from mqhook.broker.broker import Broker
 from mqhook.broker.stats import Stats
 from mqhook.config import Config, parse_bind
 from mqhook.errors import MqhookError
-from mqhook.events.hooks import EventHooks
+from mqhook.events.router import EventRouter
 from mqhook.metrics import LoopLag, build_registry
 from mqhook.server.tcp import start_listener
-from mqhook.webhook.webhook import WebhookManager
+from mqhook.webhook.manager import WebhookManager
 
 log = logging.getLogger("mqhook")
 
@@ -50,6 +50,7 @@ class App:
         self.config = config
         self.stats = Stats()
         self.broker: Broker | None = None
+        self.events: EventRouter | None = None
         self.webhooks = WebhookManager(config.webhooks, config.node)
         self.loop_lag = LoopLag()
         self.mqtt_server: asyncio.AbstractServer | None = None
@@ -62,8 +63,9 @@ class App:
         loop = asyncio.get_running_loop()
         self.broker = Broker(self.config.mqtt, self.stats, loop)
         self.webhooks.start(loop)
-        if self.webhooks.sinks:
-            self.broker.hooks = EventHooks(self.config.node, self.webhooks.sinks)
+        self.events = EventRouter(
+            self.config.node, self.broker.hooks, self.broker.backpressure, self.webhooks.consumers
+        )
         host, port = parse_bind(self.config.mqtt.bind, "$.mqtt.bind")
         try:
             self.mqtt_server = await start_listener(self.broker, host, port)

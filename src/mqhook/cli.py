@@ -56,14 +56,17 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     if args.command == "sink":
-        from mqhook.webhook import sink_server
+        from mqhook import sink
 
-        return sink_server.main(["--host", args.host, "--port", str(args.port)])
+        return sink.main(["--host", args.host, "--port", str(args.port)])
     from mqhook import config as config_mod
     from mqhook.webhook.model import webhook_from_flag
 
+    def warn(message: str) -> None:  # logging is not set up yet: straight to stderr
+        print(f"mqhook: warning: {message}", file=sys.stderr)
+
     try:
-        cfg = config_mod.load(args.config, overrides=_overrides(args))
+        cfg = config_mod.load(args.config, overrides=_overrides(args), warn=warn)
         if args.webhook:
             cfg.webhooks.extend(webhook_from_flag(flag) for flag in args.webhook)
             cfg = config_mod.validate(cfg)

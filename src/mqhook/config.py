@@ -1,27 +1,39 @@
 """The whole configuration as msgspec Structs: TOML file, then MQHOOK_* environment, then flags.
 
-Every struct forbids unknown fields, so a typo is an error that names the path
-(``$.mqtt.max_pakcet_size``) rather than a silently ignored setting.
-Environment variables follow EMQX's convention: ``MQHOOK_MQTT__MAX_PACKET_SIZE``
-(double underscore between levels) sets ``mqtt.max_packet_size``.
+Every struct forbids unknown fields, so a typo in the file is an error that names the path
+(``$.mqtt.max_pakcet_size``) rather than a silently ignored setting. Bounds and choices are
+msgspec types; ``mqhook.schema.explain`` words every error as ``PATH: VALUE is invalid; expected
+...``. Environment variables follow EMQX's convention: ``MQHOOK_MQTT__MAX_PACKET_SIZE`` (double
+underscore between levels) sets ``mqtt.max_packet_size``. An ``MQHOOK_*`` variable that names no
+setting (a wrapper's ``MQHOOK_BIN``, say) is reported through ``load``'s ``warn`` and ignored;
+one that names a setting with a bad value is an error, like a bad value in the file.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-import re
 import socket
 import tomllib
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import msgspec
+import msgspec.inspect as mi
 
 from mqhook.broker.settings import MqttConfig
 from mqhook.errors import ConfigError
+from mqhook.schema import convert, explain
 from mqhook.webhook.model import WebhookConfig
 
 ENV_PREFIX = "MQHOOK_"
+# Switches read elsewhere (mqhook.native, the build), not settings: skipped without a word.
+ENV_SWITCHES = frozenset({"MQHOOK_PURE_PYTHON", "MQHOOK_NO_EXT", "MQHOOK_REQUIRE_NATIVE"})
+
+
+class ConfigWarning(UserWarning):
+    """Something in the configuration was ignored; start-up goes on."""
 
 
 def _default_node() -> str:
@@ -45,22 +57,6 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     webhooks: list[WebhookConfig] = msgspec.field(default_factory=list)
 
 
-# (path, low, high) for integer bounds that msgspec's types alone do not express.
-_BOUNDS: tuple[tuple[str, float, int], ...] = (
-    ("mqtt.max_packet_size", 16, 268435455),
-    ("mqtt.receive_maximum", 1, 65535),
-    ("mqtt.max_inflight", 1, 65535),
-    ("mqtt.max_queued_messages", 0, 10_000_000),
-    ("mqtt.max_session_expiry_interval", 0, 0xFFFFFFFF),
-    ("mqtt.max_keepalive", 1, 65535),
-    ("mqtt.idle_timeout", 0.1, 3600),
-    ("mqtt.topic_alias_maximum", 0, 65535),
-    ("mqtt.max_qos", 0, 2),
-    ("mqtt.max_clientid_len", 23, 65535),
-    ("mqtt.write_buffer_high", 1024, 1 << 30),
-)
-
-
 def parse_bind(value: str, path: str) -> tuple[str, int]:
     """'HOST:PORT' or '[v6]:PORT' -> (host, port); a bad value names the field."""
     host, sep, port_s = value.rpartition(":")
@@ -70,19 +66,9 @@ def parse_bind(value: str, path: str) -> tuple[str, int]:
     return host, int(port_s)
 
 
-def _get(cfg: Config, dotted: str) -> Any:
-    obj: Any = cfg
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def validate(cfg: Config) -> Config:
-    """Cross-field and range checks; raises ConfigError naming the field, the value and the limit."""
-    for dotted, low, high in _BOUNDS:
-        value = _get(cfg, dotted)
-        if not low <= value <= high:
-            raise ConfigError(f"$.{dotted}: {value!r} is out of range; expected an integer from {low} to {high}")
+    """The checks msgspec's types cannot express: addresses, the node name and cross-field rules
+    (unique webhook names); raises ConfigError naming the field(s), the value and what was expected."""
     parse_bind(cfg.mqtt.bind, "$.mqtt.bind")
     parse_bind(cfg.admin.bind, "$.admin.bind")
     if not cfg.node or "@" not in cfg.node:
@@ -98,18 +84,41 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
-def _env_tree(environ: Mapping[str, str]) -> dict[str, Any]:
-    """MQHOOK_A__B=v -> {"a": {"b": v}}; values are parsed as TOML scalars when they parse."""
+def _env_tree(environ: Mapping[str, str], warn: Callable[[str], None]) -> dict[str, Any]:
+    """MQHOOK_A__B=v -> {"a": {"b": v}}; values are parsed as TOML scalars when they parse.
+    A variable that names no setting goes to ``warn`` and is left out."""
     tree: dict[str, Any] = {}
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == "MQHOOK_PURE_PYTHON" or name == "MQHOOK_NO_EXT":
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in ENV_SWITCHES:
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        problem = _not_a_setting(tuple(parts))
+        if problem:
+            warn(f"environment variable {name} ignored: {problem}")
+            continue
         node = tree
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = _env_value(raw)
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = _env_value(environ[name])
     return tree
+
+
+@functools.cache
+def _not_a_setting(parts: tuple[str, ...]) -> str:
+    """Why ``parts`` (['mqtt', 'max_packet_size']) leads to no setting of Config; '' when it does."""
+    tp: mi.Type = mi.type_info(Config)
+    where = "$"
+    for part in parts:
+        if not isinstance(tp, mi.StructType):
+            return f"{where} has no settings under it"
+        field = next((f for f in tp.fields if f.name == part), None)
+        if field is None:
+            known = ", ".join(f.name for f in tp.fields)
+            return f"{where}.{part} is not a setting; expected one of: {known}"
+        tp, where = field.type, f"{where}.{part}"
+    return ""
 
 
 def _env_value(raw: str) -> Any:
@@ -128,12 +137,22 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
+def _warn(message: str) -> None:
+    warnings.warn(message, ConfigWarning, stacklevel=4)
+
+
 def load(
     path: str | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    warn: Callable[[str], None] = _warn,
 ) -> Config:
-    """Build the config: embedded defaults < TOML file < environment < command-line overrides."""
+    """Build the config: embedded defaults < TOML file < environment < command-line overrides.
+
+    What is ignored (an ``MQHOOK_*`` variable that names no setting) is passed to ``warn``, by
+    default a ``ConfigWarning``; the CLI prints it before starting.
+    """
     tree: dict[str, Any] = {}
     if path is not None:
         try:
@@ -143,55 +162,11 @@ def load(
             raise ConfigError(f"config file {path!r}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path!r}: invalid TOML: {exc}") from exc
-    _merge(tree, _env_tree(os.environ if environ is None else environ))
+    _merge(tree, _env_tree(os.environ if environ is None else environ, warn))
     if overrides:
         _merge(tree, overrides)
     try:
-        cfg = msgspec.convert(tree, Config, strict=True)
+        cfg = convert(tree, Config)
     except msgspec.ValidationError as exc:
-        raise ConfigError(_explain(exc, tree)) from exc
+        raise ConfigError(explain(exc, tree, Config)) from exc
     return validate(cfg)
-
-
-def _explain(exc: msgspec.ValidationError, tree: dict[str, Any]) -> str:
-    """msgspec says 'Expected `int`, got `str` - at `$.mqtt.max_packet_size`'; add the offending value."""
-    msg = str(exc)
-    reason, sep, where = msg.rpartition(" - at `")
-    path = where.rstrip("`") if sep else "$"
-    if not sep:
-        reason = msg
-    field = re.match(r"([a-z_]+): ", reason)
-    if field:  # a check in a struct's __post_init__ names its own field first
-        path, reason = f"{path}.{field.group(1)}", reason[field.end() :]
-        return f"{path}: {reason}"
-    if reason.startswith("Object contains unknown field"):
-        name = reason.split("`")[1]
-        known = ", ".join(_fields_at(path))
-        return f"{path}.{name}: unknown setting; expected one of: {known}"
-    value: Any = tree
-    for key in _path_keys(path):
-        try:
-            value = value[key]
-        except (KeyError, IndexError, TypeError):
-            return f"{path}: {reason}"
-    return f"{path}: {value!r} is invalid: {reason}"
-
-
-def _path_keys(path: str) -> list[str | int]:
-    """'$.webhooks[0].url' -> ['webhooks', 0, 'url']."""
-    return [name or int(index) for name, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path)]
-
-
-def _fields_at(path: str) -> tuple[str, ...]:
-    struct: Any = Config
-    for key in _path_keys(path):
-        if isinstance(key, int):
-            continue  # list element: the struct was already unwrapped below
-        field = next((f for f in msgspec.structs.fields(struct) if f.name == key), None)
-        if field is None:
-            return ()
-        struct = field.type
-        args = getattr(struct, "__args__", ())
-        if args and isinstance(args[0], type) and issubclass(args[0], msgspec.Struct):
-            struct = args[0]  # list[SomeStruct]
-    return tuple(f.name for f in msgspec.structs.fields(struct))

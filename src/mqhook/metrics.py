@@ -31,7 +31,7 @@ from prometheus_client.utils import floatToGoString
 from mqhook import __version__
 from mqhook.mqtt import reason as R
 from mqhook.mqtt.packets import PACKET_NAMES
-from mqhook.native import implementations as native_implementations
+from mqhook.native import IMPLEMENTATIONS
 from mqhook.webhook.counters import Histogram
 
 if TYPE_CHECKING:
@@ -142,14 +142,15 @@ WEBHOOK_METRICS = (
 )
 
 # -- process --------------------------------------------------------------------------------------
+NATIVE_MODULES = ("topic_trie", "msgid", "eventjson")  # keys of native.IMPLEMENTATIONS
 LOOP_LAG = _g("mqhook_event_loop_lag_seconds", "How late the last periodic event-loop timer ran.")
 LOOP_LAG_MAX = _g("mqhook_event_loop_lag_max_seconds", "The largest event-loop lag of the last minute.")
 BUILD_INFO = _g(
     "mqhook_build_info",
-    "Always 1; the mqhook version, and whether the topic trie and the event JSON writer are compiled (cython) or not.",
+    "Always 1; the mqhook version, and whether the topic trie, the message ids and the event JSON writer are "
+    "compiled (cython) or not (python).",
     "version",
-    "topic_trie",
-    "eventjson",
+    *NATIVE_MODULES,
 )
 PROCESS_METRICS = (LOOP_LAG, LOOP_LAG_MAX, BUILD_INFO)
 
@@ -255,8 +256,8 @@ class MqhookCollector(Collector):
         lag = self.loop_lag
         yield _simple(LOOP_LAG, [((), lag.last if lag else 0.0)])
         yield _simple(LOOP_LAG_MAX, [((), lag.max if lag else 0.0)])
-        native = native_implementations()
-        yield _simple(BUILD_INFO, [((__version__, native["topic_trie"], native["eventjson"]), 1)])
+        native = tuple(IMPLEMENTATIONS.get(key, "not_loaded") for key in NATIVE_MODULES)
+        yield _simple(BUILD_INFO, [((__version__, *native), 1)])
 
     def _broker(self) -> Iterator[Metric]:
         s = self.broker.stats

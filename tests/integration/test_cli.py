@@ -137,6 +137,29 @@ def test_bad_env_value(broker, tmp_path):
     assert "lots" in err, err
 
 
+def test_bad_bound_in_config(broker, tmp_path):
+    err = run_expect_failure(broker, tmp_path, "[mqtt]\nmax_qos = 3\n")
+    assert "mqhook: config error: $.mqtt.max_qos: 3 is invalid; expected an integer from 0 to 2" in err, err
+
+
+def test_env_var_naming_no_setting_is_a_warning(broker, uid, clients):
+    # a wrapper script's variable must not stop start-up; the real settings beside it still apply
+    env = {"MQHOOK_BIN": "/opt/mqhook/bin/mqhook", "MQHOOK_MQTT__MAX_INFLIGHT": "7", "MQHOOK_NO_EXT": "1"}
+    b = broker(env=env)
+    err = b.stderr_text()
+    warning = "mqhook: warning: environment variable MQHOOK_BIN ignored: $.bin is not a setting; expected one of:"
+    assert warning in err, err
+    assert err.index(warning) < err.index("listening mqtt="), err  # said before starting
+    assert "MQHOOK_NO_EXT" not in err and "MQHOOK_MQTT__MAX_INFLIGHT" not in err, err
+    assert clients(b, uid, protocol=V311).connack_rc == 0
+
+
+def test_env_var_naming_a_setting_with_a_bad_value_stays_fatal(broker, tmp_path):
+    err = run_expect_failure(broker, tmp_path, None, env={"MQHOOK_MQTT__MAX_QOS": "7", "MQHOOK_BIN": "x"})
+    assert "$.mqtt.max_qos: 7 is invalid; expected an integer from 0 to 2" in err, err
+    assert "mqhook: warning: environment variable MQHOOK_BIN ignored" in err, err
+
+
 def test_toml_syntax_error(broker, tmp_path):
     err = run_expect_failure(broker, tmp_path, "[mqtt\nmax_packet_size = 1\n")
     assert err.strip(), "no message on stderr"

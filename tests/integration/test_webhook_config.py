@@ -52,3 +52,27 @@ def test_bad_webhook_flag_is_an_error(broker):
         pytest.fail("mqhook started with --webhook no-url")
     assert proc.returncode != 0, err
     assert "webhook" in err.lower(), err
+
+
+def test_bad_webhook_duration_names_path_value_and_expectation(broker, tmp_path):
+    err = start_fails(broker, tmp_path, config_toml([webhook("ok", "http://127.0.0.1:9/", request_timeout="15 sec")]))
+    assert "$.webhooks[0].request_timeout: '15 sec' is invalid; expected a duration > 0 such as '15s'" in err, err
+
+
+def test_bad_webhook_bound_names_path_value_and_limits(broker, tmp_path):
+    err = start_fails(broker, tmp_path, config_toml([webhook("ok", "http://127.0.0.1:9/", pool_size=2000)]))
+    assert "$.webhooks[0].pool_size: 2000 is invalid; expected an integer from 1 to 1024" in err, err
+
+
+def test_durations_sizes_and_any_case_method_are_accepted(broker):
+    hook = webhook(
+        "ok",
+        "http://127.0.0.1:9/",
+        method="PUT",
+        connect_timeout="500ms",
+        request_timeout=2.5,
+        batch_time="1h",
+        max_buffer_bytes="1KB",
+    )
+    b = broker(config_toml([hook]))
+    assert b.alive()

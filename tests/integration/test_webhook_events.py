@@ -210,7 +210,12 @@ def test_publish_delivered_acked_roles_and_shared_id(rx, broker, raw, clients, u
     env = {"MQHOOK_PURE_PYTHON": "1"} if impl == "pure-python" else None
     b = broker(config_toml([webhook("wh", r.url("/"), ordering="per_client")]), env=env)
     native = "python" if env else ("cython" if HAVE_EXT else "python")
-    assert b.stats()["build"] | {"version": ""} == {"version": "", "topic_trie": native, "eventjson": native}
+    assert b.stats()["build"] | {"version": ""} == {
+        "version": "",
+        "topic_trie": native,
+        "msgid": native,
+        "eventjson": native,
+    }
     topic = f"{uid}/t"
     t0 = now_ms()
     sub = clients(b, f"{uid}-sub")

@@ -50,15 +50,20 @@ class ManualClock:
                 timer.cb(*timer.args)
         self.now = end
 
+    def pending(self) -> list[float]:
+        """When each live (not cancelled, not yet run) timer is due, soonest first."""
+        return sorted(when for when, _, timer in self._heap if not timer.cancelled)
+
 
 class FakeLink:
     """Collects what the connection writes and decodes it as a client would."""
 
-    def __init__(self, level: int) -> None:
+    def __init__(self, level: int, clock: ManualClock) -> None:
         self.peername = "127.0.0.1:50000"
         self.sockname = "127.0.0.1:1883"
         self.closed = False
-        self.keepalive: float | None = None
+        self.reading = True
+        self.last_rx = clock.time()
         self._decoder = Decoder(protocol_level=level)
         self.received: list[Any] = []
 
@@ -68,8 +73,11 @@ class FakeLink:
     def close(self) -> None:
         self.closed = True
 
-    def set_keepalive(self, seconds: float) -> None:
-        self.keepalive = seconds
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
 
     def take(self) -> list[Any]:
         out, self.received = self.received, []
@@ -81,11 +89,15 @@ class Client:
 
     def __init__(self, broker: Broker, level: int = 5) -> None:
         self.level = level
-        self.link = FakeLink(level)
+        self.clock: Any = broker.clock
+        self.link = FakeLink(level, self.clock)
         self.conn = Connection(broker, self.link)
+        # The server side's stream decoder, for ``feed``: it learns the version from the CONNECT.
+        self.decoder = Decoder(broker.config.max_packet_size)
 
     def send(self, packet: Any) -> None:
-        # Round-trip through the wire format, as the server edge would.
+        # Round-trip through the wire format, as the server edge would, which notes when bytes arrived.
+        self.link.last_rx = self.clock.time()
         data = encode(packet, self.level)
         decoder = Decoder(protocol_level=self.level)
         for pkt in decoder.feed(data):
@@ -93,6 +105,16 @@ class Client:
                 self.conn.handle(pkt)
             except ProtocolError as exc:
                 self.conn.protocol_error(exc)
+
+    def feed(self, data: bytes) -> None:
+        """Raw bytes as the server edge gets them (any split): noted as arrived, decoded by one
+        decoder kept for the connection, each complete packet handled."""
+        self.link.last_rx = self.clock.time()
+        try:
+            for pkt in self.decoder.feed(data):
+                self.conn.handle(pkt)
+        except ProtocolError as exc:
+            self.conn.protocol_error(exc)
 
     def connect(self, client_id: str, clean: bool = True, **kw: Any) -> P.Connack:
         self.send(P.Connect(client_id, proto_level=self.level, clean_start=clean, **kw))

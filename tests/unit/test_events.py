@@ -1,7 +1,7 @@
 """Events from real broker objects, compared with real EMQX 5 webhook bodies.
 
 The broker runs without sockets (``brokerkit``); a recording sink collects the JSON
-``EventHooks`` puts, checks that it has exactly the keys of its ``mqhook.events.model``
+``EventRouter`` puts, checks that it has exactly the keys of its ``mqhook.events.model``
 struct, and keeps it decoded into that struct. Expected key sets and JSON types come from
 ``tests/data/seed_events.jsonl`` (bodies captured from EMQX) and, for events the
 seed lacks, from the field matrix of EMQX 5.8.9 (``emqx_rule_events.erl``) written
@@ -24,10 +24,11 @@ import msgspec
 import pytest
 
 from mqhook.broker.broker import Broker
+from mqhook.broker.hooks import HOOKPOINTS
 from mqhook.broker.message import Message
-from mqhook.events import EMPTY_PROPS, EVENT_TYPES, Event, EventHooks, MessageWriter, printable_props
+from mqhook.errors import ConfigError
+from mqhook.events import EMPTY_PROPS, EVENT_NAMES, EVENT_TYPES, Event, EventRouter, MessageWriter, printable_props
 from mqhook.events import build as B
-from mqhook.hooks import ALL_EVENTS
 from mqhook.mqtt import packets as P
 
 from .brokerkit import Client, make_broker
@@ -88,7 +89,7 @@ class RecordingSink:
 
     def __init__(
         self,
-        events: Any = ALL_EVENTS,
+        events: Any = EVENT_NAMES,
         topics: tuple[str, ...] = ("#",),
         payload_encoding: str = "plain",
         name: str = "rec",
@@ -135,8 +136,13 @@ def client(broker: Broker, level: int = 5, host: str = "127.0.0.1") -> Client:
 def wired(**config: Any) -> tuple[Broker, RecordingSink]:
     broker, _ = make_broker(**config)
     sink = RecordingSink()
-    broker.hooks = EventHooks(NODE, [sink])
+    route(broker, sink)
     return broker, sink
+
+
+def route(broker: Broker, *consumers: Any) -> EventRouter:
+    """The events layer on ``broker``'s hook points, delivering to ``consumers``."""
+    return EventRouter(NODE, broker.hooks, broker.backpressure, consumers)
 
 
 def body(event: Any) -> dict[str, Any]:
@@ -360,7 +366,7 @@ BINARY = bytes(range(256))
 
 
 def payload_of(payload: bytes, encoding: str) -> str:
-    raw = MessageWriter(NODE).publish(Message("t", payload, 0, False, {}, "c"), encoding)
+    raw = MessageWriter(NODE).publish(encoding, Message("t", payload, 0, False, {}, "c"))
     text: str = json.loads(raw)["payload"]
     return text
 
@@ -375,14 +381,14 @@ def test_base64_payload_survives_binary() -> None:
     text = payload_of(BINARY, "base64")
     assert text == base64.b64encode(BINARY).decode() and base64.b64decode(text) == BINARY
     assert payload_of(b"", "base64") == ""
-    with pytest.raises(ValueError, match="payload_encoding 'hex'"):
-        EventHooks(NODE, [RecordingSink(payload_encoding="hex")])
+    with pytest.raises(ConfigError, match="payload_encoding 'hex'"):
+        route(make_broker()[0], RecordingSink(payload_encoding="hex"))
 
 
 def test_builders_encode_payload_per_encoding() -> None:
     broker, _ = make_broker()
     hooks = RecordingSink(events=["message.publish"], payload_encoding="base64")
-    broker.hooks = EventHooks(NODE, [hooks])
+    route(broker, hooks)
     c = client(broker)
     c.connect("b64")
     c.send(P.Publish("bin", BINARY, 0))
@@ -448,15 +454,17 @@ def test_events_without_props_share_one_object() -> None:
     broker, _ = make_broker()
     c = client(broker)
     c.connect("p")
-    assert B.client_disconnected(c.conn, "normal", {}, NODE).disconn_props is EMPTY_PROPS
-    assert B.session_subscribed(c.conn, "t", 0, {}, NODE).sub_props is EMPTY_PROPS
+    assert B.client_disconnected(NODE, c.conn, "normal", {}).disconn_props is EMPTY_PROPS
+    assert B.session_subscribed(NODE, c.conn, "t", 0, {}).sub_props is EMPTY_PROPS
 
 
 # -- the structs themselves ---------------------------------------------------------------------
 
 
 def test_struct_tags_and_config() -> None:
-    assert set(EVENT_TYPES) == set(ALL_EVENTS) == set(EMQX_KEYS)
+    # One row per event, one broker hook point per row, and the key sets written out above.
+    assert set(EVENT_TYPES) == set(EVENT_NAMES) == set(HOOKPOINTS) == set(EMQX_KEYS)
+    assert len(EVENT_NAMES) == len(set(EVENT_NAMES)) == 12
     for name, cls in EVENT_TYPES.items():
         config = cls.__struct_config__
         assert (config.tag, config.tag_field, config.gc) == (name, "event", False)
@@ -476,7 +484,7 @@ def test_builder_direct_call_matches_hook_output() -> None:
     broker, _ = make_broker()
     c = client(broker)
     c.connect("direct", username="u")
-    event = B.client_connected(c.conn, "n@h")
+    event = B.client_connected("n@h", c.conn)
     assert (event.clientid, event.username, event.node, event.mountpoint, event.is_bridge) == (
         "direct",
         "u",

@@ -2,8 +2,10 @@
 
 Well-behaved receivers are aiohttp servers (``kit.Receiver``); misbehaviour (chunk framing,
 close-delimited bodies, interim replies, huge headers, closing idle connections, never
-answering) comes from ``RawServer``, a bare asyncio server whose replies are written here byte
-for byte. Every test body runs under ``asyncio.timeout``.
+answering) comes from ``rawhttp.RawServer``, a bare asyncio server whose replies are written
+here byte for byte. Tests wait for conditions (``RawServer.until``, ``rawhttp.Wire``: what the
+client read), never for time; every test body runs under ``asyncio.timeout``. More on the
+parsing of replies in ``test_http_replies.py``.
 """
 
 from __future__ import annotations
@@ -13,122 +15,15 @@ import shutil
 import ssl
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
 
-from mqhook.webhook.http import HttpClient
-from mqhook.webhook.request import REPLY_LIMIT, Outcome, Request, send_once
+from mqhook.webhook.request import REPLY_LIMIT
 
-from .kit import Received, Receiver, free_port, run
-
-OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{"result": "ok"}'
-Serve = Callable[["RawConn"], Awaitable[None]]
-
-
-def bounded(coro: Coroutine[Any, Any, None], seconds: float = 10.0) -> None:
-    async def body() -> None:
-        async with asyncio.timeout(seconds):
-            await coro
-
-    run(body())
-
-
-class RawConn:
-    """One accepted connection of a ``RawServer``: read requests, write raw bytes."""
-
-    def __init__(self, server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.server, self.reader, self.writer = server, reader, writer
-
-    async def request(self) -> bytes | None:
-        """One request's head + body (by Content-Length), or None at EOF."""
-        try:
-            head = await self.reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
-            return None
-        length = 0
-        for line in head.split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        request = head + await self.reader.readexactly(length)
-        self.server.requests.append(request)
-        return request
-
-    async def reply(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-
-class RawServer:
-    """A TCP server on 127.0.0.1: ``serve(conn)`` runs per accepted connection, which closes after it."""
-
-    def __init__(self, serve: Serve, tls: ssl.SSLContext | None = None) -> None:
-        self.serve = serve
-        self.tls = tls
-        self.accepted = 0
-        self.active = 0
-        self.max_active = 0
-        self.requests: list[bytes] = []  # every request read, in order
-        self.eofs = 0  # connections whose peer (the client) closed them
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> RawServer:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.tls)
-        return self
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
-
-    def url(self, path: str = "/hook") -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{path}"
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        self.active += 1
-        self.max_active = max(self.max_active, self.active)
-        try:
-            await self.serve(RawConn(self, reader, writer))
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self.active -= 1
-            writer.close()
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-
-def keep_alive(reply: bytes = OK, delay: float = 0.0) -> Serve:
-    """Answer every request on the connection with ``reply`` (after ``delay``) until EOF."""
-
-    async def serve(conn: RawConn) -> None:
-        while await conn.request() is not None:
-            if delay:
-                await asyncio.sleep(delay)
-            await conn.reply(reply)
-
-    return serve
-
-
-def req(url: str, method: str = "POST", body: bytes | None = b'{"a":1}') -> Request:
-    return Request(method, url, {}, body, 1)
-
-
-async def send(client: HttpClient, url: str, headers: dict[str, str] | None = None, **kw: Any) -> Outcome:
-    return await send_once(client, req(url, **kw), headers if headers is not None else {"content-type": "x/y"})
-
-
-def client_for(url: str, **kw: Any) -> HttpClient:
-    kw.setdefault("reply_limit", REPLY_LIMIT)
-    return HttpClient(url, **kw)
+from .kit import Received, Receiver, free_port
+from .rawhttp import OK, RawConn, RawServer, Wire, bounded, client_for, forever, keep_alive, send
 
 
 # -- reply framing ---------------------------------------------------------------------------
@@ -146,17 +41,17 @@ def test_keep_alive_connection_is_reused() -> None:
     bounded(body())
 
 
-def test_chunked_reply_with_extensions_and_trailers_then_reuse() -> None:
+def test_chunked_reply_with_extensions_and_trailers_then_reuse(monkeypatch: pytest.MonkeyPatch) -> None:
     chunked = (
         b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\nRetry-After: 7\r\n\r\n"
         b"5;ext=1\r\nhello\r\n1\r\n,\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
     )
+    wire = Wire(monkeypatch)
 
     async def serve(conn: RawConn) -> None:
         while await conn.request() is not None:
             for i in range(0, len(chunked), 7):  # odd splits: inside sizes, data and CRLFs
-                await conn.reply(chunked[i : i + 7])
-                await asyncio.sleep(0.001)
+                await wire.write_read(conn, chunked[i : i + 7])  # each piece is one read of the client
 
     async def body() -> None:
         srv = await RawServer(serve).start()
@@ -165,6 +60,7 @@ def test_chunked_reply_with_extensions_and_trailers_then_reuse() -> None:
             out = await send(client, srv.url())
             assert (out.status, out.kind, out.reply, out.retry_after) == (503, "5xx", b"hello, world", "7")
         assert srv.accepted == 1  # the chunked body was read to its end: the connection was reused
+        assert wire.reads == [len(chunked[i : i + 7]) for i in range(0, len(chunked), 7)] * 2  # piece = read
         await client.close()
         await srv.stop()
 
@@ -192,11 +88,12 @@ def test_chunked_reply_from_aiohttp() -> None:
     bounded(body())
 
 
-def test_close_delimited_reply_without_content_length() -> None:
+def test_close_delimited_reply_without_content_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    wire = Wire(monkeypatch)
+
     async def serve(conn: RawConn) -> None:
         await conn.request()
-        await conn.reply(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npart one, ")
-        await asyncio.sleep(0.02)
+        await wire.write_read(conn, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npart one, ")
         await conn.reply(b"part two")  # then the server closes: that ends the body
 
     async def body() -> None:
@@ -251,7 +148,6 @@ def test_redirect_is_not_followed() -> None:
         client = client_for(srv.url())
         out = await send(client, srv.url())
         assert (out.status, out.kind, out.reply) == (302, "3xx", b"")
-        await asyncio.sleep(0.05)
         await client.close()
         await srv.stop()
 
@@ -328,7 +224,9 @@ def test_garbage_status_line_is_a_connection_error() -> None:
 
 
 # -- connection reuse and closing ------------------------------------------------------------
-def test_server_closes_idle_connection_then_next_request_succeeds() -> None:
+def test_server_closes_idle_connection_then_next_request_succeeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    wire = Wire(monkeypatch)
+
     async def serve(conn: RawConn) -> None:
         await conn.request()
         await conn.reply(OK)  # says nothing about closing, then closes while the client is idle
@@ -337,7 +235,8 @@ def test_server_closes_idle_connection_then_next_request_succeeds() -> None:
         srv = await RawServer(serve).start()
         client = client_for(srv.url())
         assert (await send(client, srv.url())).status == 200
-        await asyncio.sleep(0.1)  # the FIN arrives while the connection is idle in the pool
+        await wire.until(lambda: wire.lost == 1)  # the FIN arrived while the connection was idle in the pool
+        assert client.open == 0
         out = await send(client, srv.url())
         assert (out.status, out.error) == (200, None)
         assert srv.accepted == 2 and client.open == 1
@@ -415,7 +314,10 @@ def test_bytes_after_a_complete_reply_mean_the_connection_is_not_reused() -> Non
 
 def test_pool_never_exceeds_pool_size() -> None:
     async def body() -> None:
-        srv = await RawServer(keep_alive(delay=0.02)).start()
+        async def all_connected() -> None:  # no reply before the client opened its 3 connections
+            await srv.until(lambda: srv.accepted == 3)
+
+        srv = await RawServer(keep_alive(before=all_connected)).start()
         client = client_for(srv.url(), pool_size=3)
         outs = await asyncio.gather(*[send(client, srv.url()) for _ in range(30)])
         assert [o.status for o in outs] == [200] * 30
@@ -431,6 +333,7 @@ def test_close_closes_every_connection() -> None:
         while await conn.request() is not None:
             await conn.reply(OK)
         srv.eofs += 1
+        srv.notify()
 
     srv = RawServer(serve)
 
@@ -440,11 +343,7 @@ def test_close_closes_every_connection() -> None:
         await asyncio.gather(*[send(client, srv.url()) for _ in range(4)])
         assert srv.accepted == 4
         await client.close()
-        for _ in range(100):
-            if srv.eofs == 4:
-                break
-            await asyncio.sleep(0.01)
-        assert srv.eofs == 4 and srv.active == 0
+        await srv.until(lambda: srv.eofs == 4 and srv.active == 0)
         out = await send(client, srv.url())
         assert out.error == "ClientClosedError: the HTTP client is closed"
         await srv.stop()
@@ -468,7 +367,7 @@ def test_connect_refused() -> None:
 def test_server_that_never_answers_times_out_within_request_timeout() -> None:
     async def serve(conn: RawConn) -> None:
         await conn.request()
-        await asyncio.sleep(30)
+        await forever()
 
     async def body() -> None:
         srv = await RawServer(serve).start()
@@ -489,7 +388,7 @@ def test_timeout_after_the_status_keeps_the_status_kind() -> None:
     async def serve(conn: RawConn) -> None:
         await conn.request()
         await conn.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
-        await asyncio.sleep(30)
+        await forever()
 
     async def body() -> None:
         srv = await RawServer(serve).start()
@@ -505,7 +404,7 @@ def test_timeout_after_the_status_keeps_the_status_kind() -> None:
 
 def test_waiting_for_a_pooled_connection_counts_in_request_timeout() -> None:
     async def body() -> None:
-        srv = await RawServer(keep_alive(delay=0.5)).start()
+        srv = await RawServer(keep_alive(before=forever)).start()  # answers nothing: both must time out
         client = client_for(srv.url(), pool_size=1, request_timeout=0.3)
         first, second = await asyncio.gather(send(client, srv.url()), send(client, srv.url()))
         assert first.kind == "timeout" and second.kind == "timeout"

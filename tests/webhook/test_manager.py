@@ -13,8 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from mqhook.errors import ConfigError
+from mqhook.sink import make_app
 from mqhook.webhook import WebhookManager
-from mqhook.webhook.sink_server import make_app
 
 from .kit import Publish, Received, Receiver, config, free_port, put, run, until
 
@@ -28,13 +28,14 @@ def _seed_publish_keys() -> set[str]:
     raise AssertionError("no message.publish line in the seed")
 
 
-def test_manager_builds_sinks_starts_them_and_reports_stats() -> None:
+def test_manager_builds_consumers_starts_them_and_reports_stats() -> None:
     async def body() -> None:
         rx = await Receiver().start()
         mgr = WebhookManager(
-            [config(rx.url("/a"), name="a"), config(rx.url("/b"), name="b", enable=False, events=["client.connected"])]
+            [config(rx.url("/a"), name="a"), config(rx.url("/b"), name="b", enable=False, events=["client.connected"])],
+            node="mqhook@test",
         )
-        assert [w.name for w in mgr.sinks] == ["a"]
+        assert [w.name for w in mgr.consumers] == ["a"]
         b = mgr.get("b")
         assert b is not None and b.events == frozenset({"client.connected"}) and mgr.get("zzz") is None
         a = mgr.get("a")
@@ -53,7 +54,7 @@ def test_manager_builds_sinks_starts_them_and_reports_stats() -> None:
 
 def test_duplicate_names_are_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"\$\.webhooks\[1\]\.name: 'x'"):
-        WebhookManager([config("http://127.0.0.1:1/", name="x"), config("http://127.0.0.1:2/", name="x")])
+        WebhookManager([config("http://127.0.0.1:1/", name="x"), config("http://127.0.0.1:2/", name="x")], "mqhook@t")
 
 
 def test_test_operation_sends_a_real_signed_sample_and_reports_the_reply() -> None:
@@ -87,7 +88,7 @@ def test_test_operation_reports_http_errors_and_long_replies() -> None:
             return web.Response(status=404, text="n" * 2000)
 
         rx = await Receiver(not_found).start()
-        result = await WebhookManager([]).test(config(rx.url(), batch_size=10))
+        result = await WebhookManager([], node="mqhook@test").test(config(rx.url(), batch_size=10))
         assert not result.ok and result.status == 404 and result.body == "n" * 512
         assert isinstance(rx.requests[0].json(), list)  # same shape as a real batched request
         await rx.stop()
@@ -98,7 +99,7 @@ def test_test_operation_reports_http_errors_and_long_replies() -> None:
 def test_test_operation_reports_connection_refused_without_raising() -> None:
     async def body() -> None:
         port = free_port()
-        result = await WebhookManager([]).test(config(f"http://127.0.0.1:{port}/"))
+        result = await WebhookManager([], node="mqhook@test").test(config(f"http://127.0.0.1:{port}/"))
         assert not result.ok and result.status is None
         assert result.error is not None and "refused" in result.error and str(port) in result.error
 

@@ -2,32 +2,34 @@
 
 from __future__ import annotations
 
-import asyncio
-
+import pytest
 from aiohttp import web
 
 from mqhook.webhook.http import HttpClient
 from mqhook.webhook.request import REPLY_LIMIT, Request, send_once
 
 from .kit import Handler, Received, Receiver, run
+from .rawhttp import Wire
 
 
-def _streamed(parts: list[bytes], status: int) -> Handler:
+def _streamed(parts: list[bytes], status: int, wire: Wire) -> Handler:
     async def handler(rec: Received, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(status=status)
         await resp.prepare(request)
         for part in parts:
+            read, lost = wire.received, wire.lost
             await resp.write(part)
-            await asyncio.sleep(0.01)  # separate TCP segments: the client reads more than once
+            # the client read it (or closed, having kept enough) before the next part: it reads more than once
+            await wire.until(lambda: wire.received > read or wire.lost > lost)  # noqa: B023
         await resp.write_eof()
         return resp
 
     return handler
 
 
-def _send(parts: list[bytes], status: int) -> tuple[int | None, str, bytes]:
+def _send(parts: list[bytes], status: int, wire: Wire) -> tuple[int | None, str, bytes]:
     async def body() -> tuple[int | None, str, bytes]:
-        rx = await Receiver(_streamed(parts, status)).start()
+        rx = await Receiver(_streamed(parts, status, wire)).start()
         try:
             client = HttpClient(rx.url(), reply_limit=REPLY_LIMIT)
             try:
@@ -42,17 +44,19 @@ def _send(parts: list[bytes], status: int) -> tuple[int | None, str, bytes]:
     return run(body())
 
 
-def test_short_reply_in_several_chunks_is_read_whole() -> None:
+def test_short_reply_in_several_chunks_is_read_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     parts = [b"first,", b"second,", b"third"]
-    assert _send(parts, 503) == (503, "5xx", b"first,second,third")
+    wire = Wire(monkeypatch)
+    assert _send(parts, 503, wire) == (503, "5xx", b"first,second,third")
+    assert len(wire.reads) >= 3
 
 
-def test_long_reply_is_cut_at_reply_limit() -> None:
+def test_long_reply_is_cut_at_reply_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     parts = [bytes([65 + i]) * 30000 for i in range(4)]  # 120000 bytes
-    status, kind, reply = _send(parts, 400)
+    status, kind, reply = _send(parts, 400, Wire(monkeypatch))
     assert (status, kind) == (400, "4xx")
     assert reply == b"".join(parts)[:REPLY_LIMIT]
 
 
-def test_empty_reply() -> None:
-    assert _send([], 204) == (204, "2xx", b"")
+def test_empty_reply(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _send([], 204, Wire(monkeypatch)) == (204, "2xx", b"")

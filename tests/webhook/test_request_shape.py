@@ -11,8 +11,10 @@ import time
 
 from aiohttp import web
 
+from mqhook.broker.flow import Backpressure
+from mqhook.broker.hooks import Hooks
 from mqhook.broker.message import Message
-from mqhook.events import EventHooks
+from mqhook.events import EventRouter
 
 from .kit import Publish, Received, Receiver, balanced, put, run, until, webhook
 
@@ -136,9 +138,11 @@ def test_base64_payload_round_trips_binary_and_plain_replaces_like_emqx() -> Non
         plain = webhook(rx.url("/plain"), name="plain")
         assert b64.payload_encoding == "base64" and plain.payload_encoding == "plain"
         blob = bytes(range(256))
-        hooks = EventHooks("mqhook@test", [b64, plain])  # the events layer encodes per sink
+        hooks = Hooks()
+        EventRouter("mqhook@test", hooks, Backpressure(), [b64, plain])  # the events layer encodes per webhook
         for wh in (b64, plain):
             wh.start()
+        assert hooks.message_publish is not None
         hooks.message_publish(Message("t/1", blob, 0, False, {}, "c"))
         await rx.wait_for(lambda: len(rx.requests) == 2)
         got = {r.path: r.json()["payload"] for r in rx.requests}

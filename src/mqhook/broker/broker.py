@@ -1,8 +1,18 @@
-"""Routing, subscriptions, the session registry, retained messages and wills.
+"""The broker core's door: routing, subscriptions, the session registry, retained messages, wills,
+and the seams the rest of mqhook plugs into.
 
-This is the one routing interface: ``route(msg)`` finds every subscriber of a
-topic and hands each its copy. A distributed engine later sits behind this
-class; nothing outside it touches the trie or the registry directly.
+This is the one routing interface: ``route(msg)`` finds every subscriber of a topic and hands each
+its copy. A distributed engine later sits behind this class; nothing outside the broker package
+touches the trie or the registry directly. What plugs in from outside, each an attribute of the
+``Broker``:
+
+- ``hooks`` (``broker.hooks.Hooks``): the hook points, filled by the events layer;
+- ``backpressure`` (``broker.flow.Backpressure``): consumers that want publishers paused;
+- ``authenticator`` and ``authorizer`` (``broker.auth``): who may connect, publish, subscribe;
+- ``clock``: time and timers (the event loop; a manual clock in tests);
+- ``stats``: the counters (``broker.stats.Stats``), read by the admin API and the metrics.
+
+The edge (``mqhook.server``) makes one ``Connection`` per accepted socket and talks only to it.
 """
 
 from __future__ import annotations
@@ -10,11 +20,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mqhook.broker.authz import Authorizer
+from mqhook.broker.auth import Authenticator, Authorizer
+from mqhook.broker.connect import NEVER_EXPIRES
+from mqhook.broker.flow import Backpressure
+from mqhook.broker.hooks import Hooks
 from mqhook.broker.message import Message, SubOptions
 from mqhook.broker.retained import RetainedStore
 from mqhook.broker.session import Session
-from mqhook.hooks import NO_HOOKS, Hooks
 from mqhook.matcher import TopicTrie
 from mqhook.mqtt.topics import parse_shared
 
@@ -25,8 +37,6 @@ if TYPE_CHECKING:
     from mqhook.mqtt.packets import Will
 
 log = logging.getLogger("mqhook.broker")
-
-NEVER_EXPIRES = 0xFFFFFFFF
 
 
 class Clock(Protocol):
@@ -71,7 +81,9 @@ class Broker:
         self.groups: dict[tuple[str, str], SharedGroup] = {}
         self.connections: set[Connection] = set()
         self.subscription_count = 0
-        self.hooks: Hooks = NO_HOOKS
+        self.hooks = Hooks()
+        self.backpressure = Backpressure()
+        self.authenticator = Authenticator()
         self.authorizer = Authorizer()
 
     # -- routing (hot path) -------------------------------------------------
@@ -235,9 +247,9 @@ class Broker:
 
     def publish(self, msg: Message) -> int:
         """Retain if asked, then route; counts (and reports) a message nobody received."""
-        hooks = self.hooks
-        if hooks.want_publish:
-            hooks.message_publish(msg)
+        fire = self.hooks.message_publish
+        if fire is not None:
+            fire(msg)
         if msg.retain:
             self.set_retained(msg)
         n = self.route(msg)
@@ -247,9 +259,9 @@ class Broker:
 
     def message_dropped(self, msg: Message, reason: str) -> None:
         self.stats.messages_dropped[reason] += 1
-        hooks = self.hooks
-        if hooks.want_dropped:
-            hooks.message_dropped(msg, reason)
+        fire = self.hooks.message_dropped
+        if fire is not None:
+            fire(msg, reason)
 
     # -- gauges ---------------------------------------------------------------
 

@@ -1,33 +1,44 @@
-"""One client connection's protocol state machine: packets in, packets out through a Link.
+"""One client connection's protocol state (EMQX's channel): packets in, bytes out through a Link.
 
-The legal (state, packet type) pairs live in one table, ``LEGAL``; anything
-else is a protocol error that closes this connection only. The connection
-never touches a socket: it writes bytes to its ``Link`` and asks the link to
-close or to arm the keepalive timer. ``server/`` implements the Link.
-Packet families with a lot to say live beside it (``connect``, ``publish``, ``subscribe``); the
-handler table at the end of this module points straight at them.
+This module owns what the broker does for one MQTT connection, from accept to close: the legal
+(state, packet type) pairs (``LEGAL``; anything else is a protocol error that closes this
+connection only), the handling of every packet, the CONNECT deadline and the keepalive (timers
+on the broker's clock), the will, backpressure on a publisher, and what is reported to the hook
+points. Pure decisions live beside it: ``connect.negotiate`` (what a CONNECT is granted) and
+``auth`` (who may connect, publish, subscribe).
+
+It never touches a socket. Its transport is a ``Link`` (``mqhook.server`` implements it): the
+connection writes bytes to it, closes it, and stops and resumes reading from it. The edge calls
+the public methods only: ``handle`` for each decoded packet, ``protocol_error`` for bytes that do
+not decode, ``pause_writing`` / ``resume_writing`` as the transport's write buffer fills and
+drains, and ``connection_lost``. The broker calls ``taken_over`` and ``shut_down``; the session
+calls ``send_publish`` and ``send_pubrel``. Listeners (events, authentication, authorization)
+read the public attributes listed on the class and change none of them.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mqhook.broker import connect
-from mqhook.broker.authz import PUBLISH
-from mqhook.broker.message import Message
-from mqhook.broker.publish import handle_publish
-from mqhook.broker.subscribe import handle_subscribe, handle_unsubscribe
+from mqhook.broker.auth import PUBLISH, SUBSCRIBE
+from mqhook.broker.connect import ConnectRefused, negotiate
+from mqhook.broker.message import HOP_BY_HOP, Message, SubOptions
 from mqhook.errors import ProtocolError
 from mqhook.mqtt import packets as P
 from mqhook.mqtt import reason as R
 from mqhook.mqtt.encode import encode, encode_publish
+from mqhook.mqtt.topics import parse_shared, validate_topic_filter
 
 if TYPE_CHECKING:
     from mqhook.broker.broker import Broker
     from mqhook.broker.session import Outgoing, Session
+
+__all__ = ["AWAIT_CONNECT", "CLOSED", "CONNECTED", "LEGAL", "Connection", "Link"]
 
 log = logging.getLogger("mqhook.connection")
 
@@ -56,30 +67,44 @@ _CLOSE_REASONS = {
     R.SERVER_SHUTTING_DOWN: "server_shutting_down",
     R.NOT_AUTHORIZED: "not_authorized",
 }
+# SUBSCRIBE refusals that UNSUBSCRIBE ignores: a filter the settings forbid may still be removed.
+_SETTINGS_REFUSALS = (R.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED, R.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED)
 
 _PINGRESP = b"\xd0\x00"
 _NO_PROPS: dict[str, Any] = {}  # shared, never written: DISCONNECT replaces it with its own dict
 
 
 class Link(Protocol):
-    """What a connection needs from its transport (implemented in ``server/``)."""
+    """What a connection needs from its transport (``mqhook.server`` implements it)."""
 
-    peername: str
-    sockname: str
+    peername: str  # "ip:port" of the client, "undefined" if unknown
+    sockname: str  # "ip:port" of the listener
+    last_rx: float  # the broker clock's time when bytes last arrived (the keepalive reads it)
 
     def write(self, data: bytes) -> None: ...
 
-    def close(self) -> None: ...
-
-    def set_keepalive(self, seconds: float) -> None:
-        """Close after ``seconds`` without a packet (``keepalive_expired``); 0 = never."""
+    def close(self) -> None:
+        """Send what was written, then close; no packet is handed over afterwards."""
         ...
+
+    def pause_reading(self) -> None:
+        """Hand over no packet after the current one until ``resume_reading``."""
+        ...
+
+    def resume_reading(self) -> None: ...
 
 
 class Connection:
+    """One client connection. Public, read-only for everyone but this class: ``state``, ``level``
+    (3, 4 or 5), ``v5``, ``client_id``, ``username``, ``peerhost``, ``peername``, ``sockname``,
+    ``proto_name``, ``clean_start``, ``keepalive`` (granted), ``receive_maximum``, ``connect_props``,
+    ``connected_at`` (ms), ``session``, ``config``, ``saturated`` (the transport's write buffer is
+    full) and ``reading_paused`` (backpressure holds this publisher)."""
+
     # Slots and a class-level handler table keep an idle connection small (no per-instance
-    # __dict__, no eleven bound methods): memory per connection is a target of its own.
+    # __dict__, no bound method per packet type): memory per connection is a target of its own.
     __slots__ = (
+        "_timer",
         "aliases",
         "broker",
         "clean_start",
@@ -95,6 +120,7 @@ class Connection:
         "max_packet_out",
         "peerhost",
         "proto_name",
+        "reading_paused",
         "receive_maximum",
         "saturated",
         "session",
@@ -122,18 +148,30 @@ class Connection:
         self.keepalive = 0
         self.aliases: dict[int, str] | None = None  # inbound topic aliases, made on first use
         self.max_packet_out = 268435455  # the client's Maximum-Packet-Size
-        self.saturated = False  # set by the link when the transport's write buffer is full
+        self.saturated = False  # the transport's write buffer is over its high-water mark
+        self.reading_paused = False  # we asked the link to stop reading (backpressure)
         self.close_reason = "tcp_closed"
-        # What the CONNECT said, kept for events: set by connect.handle_connect.
+        # What the CONNECT said, kept for events.
         self.proto_name = "MQTT"
         self.clean_start = True
         self.connect_props: dict[str, Any] = {}
         self.receive_maximum = 65535
         self.connected_at = 0  # ms
         self.disconnect_props: dict[str, Any] = _NO_PROPS
-        self.peerhost = "undefined"  # the link sets it once the socket is known
+        # Interned: thousands of connections come from a few hosts.
+        self.peerhost = sys.intern(link.peername.rpartition(":")[0] or "undefined")
+        # The CONNECT deadline counts from accept, whatever arrives meanwhile.
+        self._timer: Any = broker.clock.call_later(self.config.idle_timeout, self._connect_deadline)
 
-    # -- input ----------------------------------------------------------------
+    @property
+    def peername(self) -> str:
+        return self.link.peername
+
+    @property
+    def sockname(self) -> str:
+        return self.link.sockname
+
+    # -- input ------------------------------------------------------------------------------------
 
     def handle(self, packet: P.Packet) -> None:
         """Apply one decoded packet; raises ProtocolError for an illegal one."""
@@ -148,18 +186,211 @@ class Connection:
             raise ProtocolError(R.PROTOCOL_ERROR, f"{name} is not allowed {where}")
         _HANDLERS[ptype](self, packet)
 
-    def _on_connect(self, p: P.Connect) -> None:
-        connect.handle_connect(self, p)
+    # -- CONNECT ------------------------------------------------------------------------------------
 
-    def _authorized(self, topic: str, action: str = PUBLISH) -> bool:
-        """Ask the authorizer and report the decision (client.check_authz_complete)."""
+    def _on_connect(self, p: P.Connect) -> None:
+        # Kept first, so a refusal is answered (and reported) in the client's version and names.
+        self.level = p.proto_level
+        self.v5 = p.proto_level == 5
+        self.client_id = p.client_id
+        self.username = p.username
+        self.proto_name = p.proto_name
+        self.clean_start = p.clean_start
+        self.keepalive = p.keepalive
+        self.connect_props = p.properties
+        broker = self.broker
+        hooks = broker.hooks
+        try:
+            terms = negotiate(p, self.config)
+            self.client_id = terms.client_id
+            authn = broker.authenticator.authenticate(self, p.password)
+            fire_authn = hooks.client_check_authn_complete
+            if fire_authn is not None:
+                fire_authn(self, R.NAMES.get(authn.code, "unspecified_error"), authn.is_superuser, authn.is_anonymous)
+            if authn.code != R.SUCCESS:
+                raise ConnectRefused(authn.code, "not authorized")
+        except ConnectRefused as exc:
+            self._refuse(exc.code, str(exc))
+            return
+        self.keepalive = terms.keepalive
+        self.max_packet_out = terms.max_packet_out
+        self.receive_maximum = terms.receive_maximum
+        self.connected_at = int(time.time() * 1000)
+        if p.will is not None:
+            self.will = p.will
+            self.will_delay = p.will.properties.get("Will-Delay-Interval", 0)
+        session, present = broker.open_session(self, terms.client_id, p.clean_start, terms.expiry)
+        session.inflight_max = min(terms.receive_maximum, self.config.max_inflight)
+        session.client_info = (self.username, self.peerhost, self.link.peername)
+        self.session = session
+        self.state = CONNECTED
+        broker.connections.add(self)
+        self.stats.count_connect("success")
+        fire = hooks.client_connected
+        if fire is not None:
+            fire(self)
+        fire_ack = hooks.client_connack
+        if fire_ack is not None:
+            fire_ack(self, R.SUCCESS)
+        self._send(P.Connack(present, R.SUCCESS, terms.ack_props))
+        self._arm_keepalive()
+        session.resume(self)
+
+    def _refuse(self, code: int, text: str) -> None:
+        """CONNACK with a failure ``code``, then close (no session, no will, no disconnect event)."""
+        self.stats.count_connect(R.NAMES.get(code, "unspecified_error"))
+        fire = self.broker.hooks.client_connack
+        if fire is not None:
+            fire(self, code)
+        self._send(P.Connack(False, code, {"Reason-String": text} if self.v5 else None))
+        self.close_reason = R.NAMES.get(code, "protocol_error")
+        self._finish()
+
+    # -- timers -----------------------------------------------------------------------------------
+
+    def _connect_deadline(self) -> None:
+        """``idle_timeout`` after accept: a connection that has not completed CONNECT is closed."""
+        self._timer = None
+        if self.state == AWAIT_CONNECT:
+            self.close_reason = "keepalive_timeout"
+            self._finish()
+
+    def _arm_keepalive(self) -> None:
+        """Keepalive 0 turns the check off (section 3.1.2.10)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.keepalive:
+            self._timer = self.broker.clock.call_later(self.keepalive * 1.5, self._check_keepalive)
+
+    def _check_keepalive(self) -> None:
+        """Close after 1.5x the keepalive without a byte from the client [MQTT-3.1.2-22]. While we do
+        not read the socket (backpressure), its packets wait there: that silence is ours, not its."""
+        self._timer = None
+        if self.state != CONNECTED:
+            return
+        interval = self.keepalive * 1.5
+        clock = self.broker.clock
+        idle = 0.0 if self.reading_paused else clock.time() - self.link.last_rx
+        if idle >= interval:
+            self.protocol_error(
+                ProtocolError(R.KEEP_ALIVE_TIMEOUT, f"no packet within 1.5 x keepalive {self.keepalive}s")
+            )
+        else:
+            self._timer = clock.call_later(interval - idle, self._check_keepalive)
+
+    # -- PUBLISH from the client (section 3.3) -------------------------------------------------------
+
+    def _on_publish(self, p: P.Publish) -> None:
+        qos = p.qos
+        config = self.config
+        if qos > config.max_qos:
+            raise ProtocolError(R.QOS_NOT_SUPPORTED, f"PUBLISH QoS {qos} exceeds the server's Maximum QoS")
+        if p.retain and not config.retain_available:
+            raise ProtocolError(
+                R.RETAIN_NOT_SUPPORTED, "retained messages are not supported (Retain Available is 0) [MQTT-3.3.1-8]"
+            )
+        topic = p.topic
+        props = p.properties
+        broker = self.broker
+        expiry_at = None
+        if props:
+            topic = self._resolve_alias(topic, props)
+            expiry = props.get("Message-Expiry-Interval")
+            if expiry is not None:
+                expiry_at = broker.clock.time() + expiry
+            for key in HOP_BY_HOP:
+                props.pop(key, None)
+        self.stats.messages_received[qos] += 1
+        session = self.session
+        assert session is not None
+        pid: int = p.packet_id or 0
+        msg = Message(
+            topic,
+            p.payload,
+            qos,
+            p.retain,
+            props,
+            self.client_id,
+            expiry_at,
+            self.username,
+            self.peerhost,
+            p.dup,
+            self.link.peername,
+        )
+        if qos == 2:
+            if pid in session.awaiting_rel:
+                # A retransmission before PUBREL: acknowledge, never route twice [MQTT-4.3.3-10].
+                broker.message_dropped(msg, "packet_identifier_inuse")
+                self._send(P.Pubrec(pid))
+                return
+            if len(session.awaiting_rel) >= config.receive_maximum:
+                broker.message_dropped(msg, "receive_maximum_exceeded")
+                raise ProtocolError(
+                    R.RECEIVE_MAXIMUM_EXCEEDED, "more unacknowledged QoS 2 PUBLISH than Receive Maximum"
+                )
+        if not self._authorize(PUBLISH, topic):
+            if qos:  # v5 says why; 3.1.1 has no negative PUBACK, so the message is acked and dropped
+                code = R.NOT_AUTHORIZED if self.v5 else R.SUCCESS
+                self._send(P.Puback(pid, code) if qos == 1 else P.Pubrec(pid, code))
+            return
+        n = broker.publish(msg)
+        if qos == 1:
+            self._send(P.Puback(pid, R.NO_MATCHING_SUBSCRIBERS if n == 0 and self.v5 else R.SUCCESS))
+        elif qos == 2:
+            awaiting = session.awaiting_rel
+            if not isinstance(awaiting, set):
+                awaiting = session.awaiting_rel = set()  # the shared empty frozenset is never written
+            awaiting.add(pid)
+            self._send(P.Pubrec(pid, R.NO_MATCHING_SUBSCRIBERS if n == 0 and self.v5 else R.SUCCESS))
+        if broker.backpressure.active:
+            self._hold_for_backpressure()
+
+    def _resolve_alias(self, topic: str, props: dict[str, Any]) -> str:
+        """Inbound Topic Alias (section 3.3.2.3.4): set on a named PUBLISH, used on an empty one."""
+        alias = props.get("Topic-Alias")
+        if alias is None:
+            if not topic:
+                raise ProtocolError(R.PROTOCOL_ERROR, "PUBLISH with an empty topic and no Topic Alias")
+            return topic
+        limit = self.config.topic_alias_maximum
+        if alias == 0 or alias > limit:
+            raise ProtocolError(R.TOPIC_ALIAS_INVALID, f"Topic Alias {alias} is outside 1..{limit}")
+        if topic:
+            if self.aliases is None:
+                self.aliases = {}
+            self.aliases[alias] = topic
+            return topic
+        known = self.aliases.get(alias) if self.aliases is not None else None
+        if known is None:
+            raise ProtocolError(R.PROTOCOL_ERROR, f"Topic Alias {alias} was never set on this connection")
+        return known
+
+    def _hold_for_backpressure(self) -> None:
+        """A consumer of this client's messages is over its high water: read nothing more from this
+        client until every such consumer has drained (its packets wait in the socket, none is lost)."""
+        if self.reading_paused:
+            return
+        self.reading_paused = True
+        self.link.pause_reading()
+        self.broker.backpressure.on_relief(self._relieved)
+
+    def _relieved(self) -> None:
+        if self.reading_paused and self.state != CLOSED:
+            self.reading_paused = False
+            self.link.resume_reading()
+
+    def _authorize(self, action: str, topic: str) -> bool:
+        """Ask the authorizer, count and report the decision (client.check_authz_complete)."""
         broker = self.broker
         allowed = broker.authorizer.check(self, action, topic)
         self.stats.authz[action][1 if allowed else 0] += 1
-        hooks = broker.hooks
-        if hooks.want_authz:
-            hooks.check_authz_complete(self, topic, action, "allow" if allowed else "deny", broker.authorizer.source)
+        fire = broker.hooks.client_check_authz_complete
+        if fire is not None:
+            fire(self, topic, action, "allow" if allowed else "deny", broker.authorizer.source)
         return allowed
+
+    # -- acknowledgements of our PUBLISHes, and PUBREL of the client's QoS 2 ------------------------
 
     def _on_puback(self, p: P.Puback) -> None:
         assert self.session is not None
@@ -167,15 +398,16 @@ class Connection:
 
     def _acked(self, entry: Outgoing | None, props: dict[str, Any]) -> None:
         """A QoS 1 or 2 flow to this client finished (PUBACK / PUBCOMP): message.acked."""
-        hooks = self.broker.hooks
-        if entry is not None and hooks.want_acked:
+        fire = self.broker.hooks.message_acked
+        if entry is not None and fire is not None:
             assert self.session is not None
-            hooks.message_acked(self.session, entry.msg, entry.qos, props)
+            fire(entry.msg, self.session, entry.qos, props)
 
     def _on_pubrec(self, p: P.Pubrec) -> None:
         assert self.session is not None
-        if self.session.on_pubrec(p.packet_id, p.reason_code >= 0x80):
-            if p.reason_code < 0x80:
+        failed = p.reason_code >= R.FAILURE
+        if self.session.on_pubrec(p.packet_id, failed):
+            if not failed:
                 self.send_pubrel(p.packet_id)
         else:
             self._send(P.Pubrel(p.packet_id, R.PACKET_IDENTIFIER_NOT_FOUND))
@@ -193,11 +425,75 @@ class Connection:
         assert self.session is not None
         self._acked(self.session.on_pubcomp(p.packet_id), p.properties)
 
+    # -- SUBSCRIBE and UNSUBSCRIBE (sections 3.8 to 3.11) ------------------------------------------
+
+    def _check_filter(self, topic_filter: str) -> tuple[str | None, str, int]:
+        """(share group, real filter, 0), or (.., .., the reason code refusing this filter)."""
+        try:
+            group, real = parse_shared(topic_filter)
+            validate_topic_filter(real)
+        except ProtocolError as exc:
+            return None, topic_filter, exc.reason_code
+        cfg = self.config
+        if group is not None and not cfg.shared_subscription_available:
+            return group, real, R.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED
+        if not cfg.wildcard_subscription_available and ("+" in real or "#" in real):
+            return group, real, R.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED
+        return group, real, R.SUCCESS
+
     def _on_subscribe(self, p: P.Subscribe) -> None:
-        handle_subscribe(self, p)
+        session = self.session
+        assert session is not None
+        broker = self.broker
+        sub_id = p.properties.get("Subscription-Identifier")
+        codes: list[int] = []
+        retained: list[tuple[str, int, int | None]] = []
+        for sub in p.subscriptions:
+            group, real, refused = self._check_filter(sub.topic_filter)
+            if refused:
+                codes.append(refused)
+                continue
+            if group is not None and sub.no_local:
+                raise ProtocolError(R.PROTOCOL_ERROR, "No Local on a shared subscription [MQTT-3.8.3-4]")
+            if not self._authorize(SUBSCRIBE, sub.topic_filter):
+                codes.append(R.NOT_AUTHORIZED)
+                continue
+            qos = min(sub.qos, self.config.max_qos)
+            opts = SubOptions(sub.topic_filter, qos, sub.no_local, sub.retain_as_published, sub.retain_handling, sub_id)
+            is_new = broker.subscribe(session, opts)
+            codes.append(qos)  # the granted QoS is the success code (GRANTED_QOS_0..2)
+            fire = broker.hooks.session_subscribed
+            if fire is not None:
+                fire(self, sub.topic_filter, qos, p.properties)
+            # Retained messages: not for shared subscriptions; Retain Handling 1 = only when new [MQTT-3.3.1-9..11].
+            if group is None and (sub.retain_handling == 0 or (sub.retain_handling == 1 and is_new)):
+                retained.append((real, qos, sub_id))
+        self._send(P.Suback(p.packet_id, codes))
+        for real, qos, sid in retained:
+            for msg in broker.retained_for(real):
+                session.deliver(msg, min(qos, msg.qos), True, sid)
 
     def _on_unsubscribe(self, p: P.Unsubscribe) -> None:
-        handle_unsubscribe(self, p)
+        session = self.session
+        assert session is not None
+        broker = self.broker
+        codes: list[int] = []
+        for topic_filter in p.topic_filters:
+            refused = self._check_filter(topic_filter)[2]
+            if refused and refused not in _SETTINGS_REFUSALS:
+                codes.append(refused)
+                continue
+            removed = broker.unsubscribe(session, topic_filter)
+            if removed is None:
+                codes.append(R.NO_SUBSCRIPTION_EXISTED)
+                continue
+            codes.append(R.SUCCESS)
+            fire = broker.hooks.session_unsubscribed
+            if fire is not None:
+                fire(self, topic_filter, removed.qos, p.properties)
+        self._send(P.Unsuback(p.packet_id, codes))
+
+    # -- PINGREQ, DISCONNECT, AUTH ------------------------------------------------------------------
 
     def _on_pingreq(self, p: P.Pingreq) -> None:
         self.stats.packets_sent[P.PINGRESP] += 1
@@ -223,7 +519,7 @@ class Connection:
     def _on_auth(self, p: P.Auth) -> None:
         raise ProtocolError(R.PROTOCOL_ERROR, "AUTH without an Authentication Method in CONNECT [MQTT-4.12.0-1]")
 
-    # -- output ---------------------------------------------------------------
+    # -- output -------------------------------------------------------------------------------------
 
     def _send(self, packet: P.Packet) -> None:
         data = encode(packet, self.level)
@@ -257,12 +553,23 @@ class Connection:
         self.stats.packets_sent[P.PUBLISH] += 1
         self.stats.messages_sent[qos] += 1
         self.link.write(data)
-        hooks = self.broker.hooks
-        if hooks.want_delivered and self.session is not None:
-            hooks.message_delivered(self.session, msg, qos, retain)
+        fire = self.broker.hooks.message_delivered
+        if fire is not None and self.session is not None:
+            fire(msg, self.session, qos, retain)
         return True
 
-    # -- closing --------------------------------------------------------------
+    def pause_writing(self) -> None:
+        """The transport's write buffer passed its high-water mark: the session queues (bounded)."""
+        self.saturated = True
+
+    def resume_writing(self) -> None:
+        """The write buffer drained: send what the session queued meanwhile."""
+        self.saturated = False
+        session = self.session
+        if session is not None and session.conn is self:
+            session.drain()
+
+    # -- closing ------------------------------------------------------------------------------------
 
     def protocol_error(self, exc: ProtocolError) -> None:
         """Close this connection for a peer's violation; v5 says why in a DISCONNECT first."""
@@ -274,14 +581,6 @@ class Connection:
             self._send_disconnect(exc.reason_code, str(exc))
         self._finish()
 
-    def keepalive_expired(self) -> None:
-        """No packet within 1.5x the keepalive [MQTT-3.1.2-22]."""
-        if self.state != CONNECTED:
-            self.close_reason = "keepalive_timeout"
-            self._finish()
-            return
-        self.protocol_error(ProtocolError(R.KEEP_ALIVE_TIMEOUT, f"no packet within 1.5 x keepalive {self.keepalive}s"))
-
     def taken_over(self, reason: str) -> None:
         """Another connection claims this client id [MQTT-3.1.4-3]."""
         if self.state != CONNECTED:
@@ -292,9 +591,9 @@ class Connection:
         self._finish()
 
     def shut_down(self) -> None:
+        """The server is stopping: v5 clients get DISCONNECT 0x8B first."""
         if self.state != CONNECTED:
-            self.state = CLOSED
-            self.link.close()
+            self._finish()
             return
         self.close_reason = "server_shutting_down"
         if self.v5:
@@ -305,32 +604,36 @@ class Connection:
         self._send(P.Disconnect(code, {"Reason-String": text[:256]}))
 
     def connection_lost(self) -> None:
-        """The transport is gone (peer closed or we closed it)."""
+        """The transport is gone (the peer closed, or we did)."""
         if self.state != CLOSED:
             self._finish()
 
     def _finish(self) -> None:
-        """Leave CONNECTED exactly once: publish or schedule the will, detach the session, close."""
+        """Leave for CLOSED exactly once: publish or schedule the will, detach the session, close."""
         was = self.state
         self.state = CLOSED
-        self.broker.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        broker = self.broker
+        broker.connections.discard(self)
         session = self.session
         if was == CONNECTED and session is not None:
             if self.will is not None:
                 delay = min(self.will_delay, session.expiry_interval)
-                self.broker.schedule_will(session, self.will, delay)
+                broker.schedule_will(session, self.will, delay)
                 self.will = None
             self.stats.count_disconnect(self.close_reason)
-            hooks = self.broker.hooks
-            if hooks.want_disconnected:
-                hooks.client_disconnected(self, self.close_reason, self.disconnect_props)
-            self.broker.detach(session, self)
+            fire = broker.hooks.client_disconnected
+            if fire is not None:
+                fire(self, self.close_reason, self.disconnect_props)
+            broker.detach(session, self)
         self.link.close()
 
 
 _HANDLERS: dict[int, Callable[[Connection, Any], None]] = {
     P.CONNECT: Connection._on_connect,
-    P.PUBLISH: handle_publish,
+    P.PUBLISH: Connection._on_publish,
     P.PUBACK: Connection._on_puback,
     P.PUBREC: Connection._on_pubrec,
     P.PUBREL: Connection._on_pubrel,

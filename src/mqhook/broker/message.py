@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from typing import Any
 
@@ -14,10 +13,11 @@ HOP_BY_HOP = ("Topic-Alias", "Subscription-Identifier")
 
 
 # Message ids as EMQX makes them (emqx_guid): 64-bit microsecond timestamp, 48 bits naming this
-# node and process, a 16-bit sequence; printed as 32 uppercase hex digits. The event writer's
-# module makes them (compiled or reference), so ids and message events share one sequence.
-_ids, _ = load("mqhook._eventjson", "mqhook._eventjson_py")
-_ids.set_node_bits(((hash((socket.gethostname(), os.getpid())) & 0xFFFFFFFF) << 16 | (os.getpid() & 0xFFFF)) << 16)
+# node and process, a 16-bit sequence; printed as 32 uppercase hex digits (ext/msgid.pyx, or its
+# reference mqhook._msgid_py).
+_ids, IMPLEMENTATION = load("mqhook._msgid", "mqhook._msgid_py")
+NODE_BITS = ((hash((os.uname().nodename, os.getpid())) & 0xFFFFFFFF) << 16 | (os.getpid() & 0xFFFF)) << 16
+_ids.set_node_bits(NODE_BITS)
 new_message_id = _ids.new_message_id
 
 

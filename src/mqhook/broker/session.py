@@ -106,9 +106,9 @@ class Session:
     def dropped(self, msg: Message, qos: int, reason: str) -> None:
         """Count (and report) one copy for this session that will never be sent."""
         self.stats.deliveries_dropped[reason] += 1
-        hooks = self.broker.hooks
-        if hooks.want_delivery_dropped:
-            hooks.delivery_dropped(self, msg, qos, reason)
+        fire = self.broker.hooks.delivery_dropped
+        if fire is not None:
+            fire(msg, self, qos, reason)
 
     def _send_inflight(self, conn: Connection, msg: Message, qos: int, retain: bool, sub_id: int | None) -> None:
         pid = self._allocate_pid()

@@ -1,29 +1,34 @@
 """The broker's settings: the ``[mqtt]`` section of the config file (``mqhook.config`` loads it).
 
 The listener (``mqhook.server``) reads the transport settings of the same section (``bind``,
-``idle_timeout``, ``write_buffer_high``).
+``idle_timeout``, ``write_buffer_high``). Bounds are msgspec constraints, checked however the
+section is decoded; ``mqhook.schema.explain`` words a violation as
+``$.mqtt.max_qos: 3 is invalid; expected an integer from 0 to 2``.
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
+from msgspec import Meta
 
 
 class MqttConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     bind: str = "127.0.0.1:1883"
-    max_packet_size: int = 1048576
-    receive_maximum: int = 32
-    max_inflight: int = 32
-    max_queued_messages: int = 1000
-    max_session_expiry_interval: int = 86400
-    max_keepalive: int = 65535
+    max_packet_size: Annotated[int, Meta(ge=16, le=268435455)] = 1048576
+    receive_maximum: Annotated[int, Meta(ge=1, le=65535)] = 32
+    max_inflight: Annotated[int, Meta(ge=1, le=65535)] = 32
+    max_queued_messages: Annotated[int, Meta(ge=0, le=10_000_000)] = 1000
+    max_session_expiry_interval: Annotated[int, Meta(ge=0, le=0xFFFFFFFF)] = 86400
+    max_keepalive: Annotated[int, Meta(ge=1, le=65535)] = 65535
     # Seconds a new connection may stay silent before its CONNECT (EMQX: mqtt.idle_timeout).
-    idle_timeout: float = 15.0
-    topic_alias_maximum: int = 65535
+    idle_timeout: Annotated[float, Meta(ge=0.1, le=3600)] = 15.0
+    topic_alias_maximum: Annotated[int, Meta(ge=0, le=65535)] = 65535
     retain_available: bool = True
     shared_subscription_available: bool = True
     wildcard_subscription_available: bool = True
-    max_qos: int = 2
-    max_clientid_len: int = 65535
+    max_qos: Annotated[int, Meta(ge=0, le=2)] = 2
+    max_clientid_len: Annotated[int, Meta(ge=23, le=65535)] = 65535
     # Transport write buffer high-water mark: above it a subscriber counts as saturated.
-    write_buffer_high: int = 262144
+    write_buffer_high: Annotated[int, Meta(ge=1024, le=1 << 30)] = 262144

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from mqhook.broker.auth import PUBLISH, SUBSCRIBE
 from mqhook.mqtt.packets import PACKET_NAMES
 
 # message.dropped reasons: the message reached no one or was refused on arrival.
 MESSAGE_DROP_REASONS = ("no_subscribers", "receive_maximum_exceeded", "packet_identifier_inuse", "expired")
 # delivery.dropped reasons: one subscriber did not get its copy.
 DELIVERY_DROP_REASONS = ("queue_full", "qos0_msg", "no_local", "expired", "too_large")
-# client.check_authz_complete actions (broker.authz.PUBLISH / SUBSCRIBE).
-AUTHZ_ACTIONS = ("publish", "subscribe")
+# client.check_authz_complete actions.
+AUTHZ_ACTIONS = (PUBLISH, SUBSCRIBE)
 # client.disconnected reasons, EMQX names.
 DISCONNECT_REASONS = (
     "normal",

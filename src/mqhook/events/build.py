@@ -1,9 +1,10 @@
 """Builders of the client and session events: the broker's objects at a hook point -> one event struct.
 
 This module owns where each field of those seven events comes from. There is one builder per
-hook point in ``mqhook.hooks``; each takes the hook's arguments, then ``node`` (the node name for
-the envelope). The five message events are not built here: ``writer`` writes their JSON straight
-from the ``Message``. Field sources follow ``emqx_rule_events`` (EMQX v5.8.9, ``eventmsg_*``):
+client or session hook point of ``mqhook.broker.hooks``; each takes ``node`` (the node name for the
+envelope), then the hook point's arguments. The five message events are not built here:
+``writer`` writes their JSON straight from the ``Message``. Field sources follow ``emqx_rule_events``
+(EMQX v5.8.9, ``eventmsg_*``):
 
 - ``timestamp``: wall clock in ms when the event is built (``with_basic_columns/3``);
 - absent values are ``"undefined"`` (anonymous ``username``, ``mountpoint``, an unknown address);
@@ -59,11 +60,11 @@ def _name(value: str | None) -> str:
 
 
 def _peername(conn: Connection) -> str:
-    return conn.link.peername or UNDEFINED
+    return conn.peername or UNDEFINED
 
 
 def _sockname(conn: Connection) -> str:
-    return conn.link.sockname or UNDEFINED
+    return conn.sockname or UNDEFINED
 
 
 def _receive_maximum(conn: Connection) -> int:
@@ -81,7 +82,7 @@ def _expiry_seconds(conn: Connection) -> int:
     return int(conn.connect_props.get("Session-Expiry-Interval", 0)) if conn.level == 5 else 0
 
 
-def client_connected(conn: Connection, node: str) -> ClientConnected:
+def client_connected(node: str, conn: Connection) -> ClientConnected:
     return ClientConnected(
         timestamp=now_ms(),
         node=node,
@@ -102,7 +103,7 @@ def client_connected(conn: Connection, node: str) -> ClientConnected:
     )
 
 
-def client_connack(conn: Connection, reason_code: int, node: str) -> ClientConnack:
+def client_connack(node: str, conn: Connection, reason_code: int) -> ClientConnack:
     """``reason_code`` is named with the MQTT 5 names for every protocol version, as EMQX does."""
     return ClientConnack(
         timestamp=now_ms(),
@@ -123,7 +124,7 @@ def client_connack(conn: Connection, reason_code: int, node: str) -> ClientConna
     )
 
 
-def client_disconnected(conn: Connection, reason: str, disconn_props: dict[str, Any], node: str) -> ClientDisconnected:
+def client_disconnected(node: str, conn: Connection, reason: str, disconn_props: dict[str, Any]) -> ClientDisconnected:
     now = now_ms()
     return ClientDisconnected(
         timestamp=now,
@@ -142,7 +143,7 @@ def client_disconnected(conn: Connection, reason: str, disconn_props: dict[str, 
 
 
 def check_authz_complete(
-    conn: Connection, topic: str, action: str, result: str, source: str, node: str
+    node: str, conn: Connection, topic: str, action: str, result: str, source: str
 ) -> CheckAuthzComplete:
     return CheckAuthzComplete(
         timestamp=now_ms(),
@@ -159,7 +160,7 @@ def check_authz_complete(
 
 
 def check_authn_complete(
-    conn: Connection, reason_code: str, is_superuser: bool, is_anonymous: bool, node: str
+    node: str, conn: Connection, reason_code: str, is_superuser: bool, is_anonymous: bool
 ) -> CheckAuthnComplete:
     return CheckAuthnComplete(
         timestamp=now_ms(),
@@ -173,7 +174,7 @@ def check_authn_complete(
     )
 
 
-def _subscription(conn: Connection, topic_filter: str, qos: int, node: str) -> dict[str, Any]:
+def _subscription(node: str, conn: Connection, topic_filter: str, qos: int) -> dict[str, Any]:
     """The fields session.subscribed and session.unsubscribed share."""
     return {
         "timestamp": now_ms(),
@@ -188,13 +189,13 @@ def _subscription(conn: Connection, topic_filter: str, qos: int, node: str) -> d
 
 
 def session_subscribed(
-    conn: Connection, topic_filter: str, qos: int, sub_props: dict[str, Any], node: str
+    node: str, conn: Connection, topic_filter: str, qos: int, sub_props: dict[str, Any]
 ) -> SessionSubscribed:
-    return SessionSubscribed(sub_props=printable_props(sub_props), **_subscription(conn, topic_filter, qos, node))
+    return SessionSubscribed(sub_props=printable_props(sub_props), **_subscription(node, conn, topic_filter, qos))
 
 
 def session_unsubscribed(
-    conn: Connection, topic_filter: str, qos: int, unsub_props: dict[str, Any], node: str
+    node: str, conn: Connection, topic_filter: str, qos: int, unsub_props: dict[str, Any]
 ) -> SessionUnsubscribed:
     """``qos`` is the QoS of the subscription removed, as EMQX reports it."""
-    return SessionUnsubscribed(unsub_props=printable_props(unsub_props), **_subscription(conn, topic_filter, qos, node))
+    return SessionUnsubscribed(unsub_props=printable_props(unsub_props), **_subscription(node, conn, topic_filter, qos))

@@ -32,6 +32,14 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from mqhook.events.model import (
+    DeliveryDropped,
+    MessageAcked,
+    MessageDelivered,
+    MessageDropped,
+    MessagePublish,
+    event_name,
+)
 from mqhook.events.props import printable_props
 from mqhook.native import load
 
@@ -54,7 +62,7 @@ _EMPTY_PUBACK = b',"puback_props":{"User-Property":{}}}'
 
 
 def event_json(event: msgspec.Struct) -> bytes:
-    """A client or session event struct as the JSON object sinks receive."""
+    """A client or session event struct as the JSON object consumers receive."""
     return _encode(event)
 
 
@@ -77,49 +85,58 @@ class MessageWriter:
             tail = self._reasons[reason] = b',"reason":' + _encode(reason) + _CLOSE
         return tail
 
-    # The writer takes the message's fields as arguments (see ext/eventjson.pyx for why).
+    # Each method takes the encoding first, then the hook point's own arguments (``mqhook.broker.hooks``).
+    # The message's attributes are read here, not in the compiled writer (see ext/eventjson.pyx).
 
-    def publish(self, msg: Message, encoding: str) -> bytes:
+    def publish(self, encoding: str, msg: Message) -> bytes:
         user = msg.username
         return _message_event(
             _PUBLISH, self._node, msg.sender, UNDEFINED if user is None else user, msg.peerhost, msg.peername,
-            msg.id, msg.payload, encoding == BASE64, msg.topic, msg.qos, msg.retain, msg.dup, msg.properties,
-            msg.received_at, None, None, _PUBLISH_TAIL,
+            msg.id, msg.payload, encoding == BASE64, msg.topic, msg.qos, msg.retain, msg.dup,
+            _props_json(props) if (props := msg.properties) else None, msg.received_at, None, None, _PUBLISH_TAIL,
         )  # fmt: skip
 
-    def dropped(self, msg: Message, reason: str, encoding: str) -> bytes:
+    def dropped(self, encoding: str, msg: Message, reason: str) -> bytes:
         user = msg.username
         return _message_event(
             _DROPPED, self._node, msg.sender, UNDEFINED if user is None else user, msg.peerhost, msg.peername,
-            msg.id, msg.payload, encoding == BASE64, msg.topic, msg.qos, msg.retain, msg.dup, msg.properties,
-            msg.received_at, None, None, self._reason(reason),
+            msg.id, msg.payload, encoding == BASE64, msg.topic, msg.qos, msg.retain, msg.dup,
+            _props_json(props) if (props := msg.properties) else None, msg.received_at, None, None,
+            self._reason(reason),
         )  # fmt: skip
 
     def _delivery(
-        self, head: bytes, session: Session, msg: Message, qos: int, retain: bool, encoding: str, tail: bytes
+        self, head: bytes, encoding: str, msg: Message, session: Session, qos: int, retain: bool, tail: bytes
     ) -> bytes:
         user, peerhost, peername = session.client_info
         sender = msg.username
         return _message_event(
             head, self._node, session.client_id, UNDEFINED if user is None else user, peerhost, peername,
-            msg.id, msg.payload, encoding == BASE64, msg.topic, qos, retain, msg.dup, msg.properties,
-            msg.received_at, msg.sender, UNDEFINED if sender is None else sender, tail,
+            msg.id, msg.payload, encoding == BASE64, msg.topic, qos, retain, msg.dup,
+            _props_json(props) if (props := msg.properties) else None, msg.received_at, msg.sender,
+            UNDEFINED if sender is None else sender, tail,
         )  # fmt: skip
 
-    def delivered(self, session: Session, msg: Message, qos: int, retain: bool, encoding: str) -> bytes:
-        return self._delivery(_DELIVERED, session, msg, qos, retain, encoding, _CLOSE)
+    def delivered(self, encoding: str, msg: Message, session: Session, qos: int, retain: bool) -> bytes:
+        return self._delivery(_DELIVERED, encoding, msg, session, qos, retain, _CLOSE)
 
-    def acked(self, session: Session, msg: Message, qos: int, puback_props: dict[str, Any], encoding: str) -> bytes:
+    def acked(self, encoding: str, msg: Message, session: Session, qos: int, puback_props: dict[str, Any]) -> bytes:
         tail = b',"puback_props":' + _encode(printable_props(puback_props)) + _CLOSE if puback_props else _EMPTY_PUBACK
-        return self._delivery(_ACKED, session, msg, qos, msg.retain, encoding, tail)
+        return self._delivery(_ACKED, encoding, msg, session, qos, msg.retain, tail)
 
-    def delivery_dropped(self, session: Session, msg: Message, qos: int, reason: str, encoding: str) -> bytes:
-        return self._delivery(_DELIVERY_DROPPED, session, msg, qos, msg.retain, encoding, self._reason(reason))
+    def delivery_dropped(self, encoding: str, msg: Message, session: Session, qos: int, reason: str) -> bytes:
+        return self._delivery(_DELIVERY_DROPPED, encoding, msg, session, qos, msg.retain, self._reason(reason))
 
 
-_PUBLISH = _head("message.publish")
+def _props_json(props: dict[str, Any]) -> bytes:
+    """The ``pub_props`` JSON of a message with properties (rare: without, the writer is given None
+    and writes the empty block itself)."""
+    return _encode(printable_props(props))
+
+
+_PUBLISH = _head(event_name(MessagePublish))
 _PUBLISH_TAIL = b',"client_attrs":{}}'
-_DROPPED = _head("message.dropped")
-_DELIVERED = _head("message.delivered")
-_ACKED = _head("message.acked")
-_DELIVERY_DROPPED = _head("delivery.dropped")
+_DROPPED = _head(event_name(MessageDropped))
+_DELIVERED = _head(event_name(MessageDelivered))
+_ACKED = _head(event_name(MessageAcked))
+_DELIVERY_DROPPED = _head(event_name(DeliveryDropped))

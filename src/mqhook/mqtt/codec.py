@@ -13,6 +13,7 @@ from typing import Any
 
 from mqhook.errors import MalformedPacket, ProtocolError
 from mqhook.mqtt import packets as p
+from mqhook.mqtt import reason as R
 from mqhook.mqtt.codec_connect import decode_connack, decode_connect, read_protocol
 from mqhook.mqtt.codec_subscribe import decode_suback, decode_subscribe, decode_unsuback, decode_unsubscribe
 from mqhook.mqtt.properties import decode_properties
@@ -54,7 +55,7 @@ def decode_publish(b: bytes, pos: int, end: int, flags: int, level: int) -> p.Pu
             raise MalformedPacket(f"PUBLISH QoS {qos} with packet identifier 0 [MQTT-2.2.1-3]")
         pos += 2
     elif flags & 8:
-        raise ProtocolError(0x82, "PUBLISH QoS 0 with DUP flag set [MQTT-3.3.1-2]")
+        raise ProtocolError(R.PROTOCOL_ERROR, "PUBLISH QoS 0 with DUP flag set [MQTT-3.3.1-2]")
     props: dict[str, Any]
     if level != 5:
         props = {}
@@ -245,7 +246,9 @@ class Decoder:
         while pos < n:
             first = b[pos]
             if level is None and first >> 4 != p.CONNECT:
-                raise ProtocolError(0x82, f"first packet is type {first >> 4}, must be CONNECT [MQTT-3.1.0-1]")
+                raise ProtocolError(
+                    R.PROTOCOL_ERROR, f"first packet is type {first >> 4}, must be CONNECT [MQTT-3.1.0-1]"
+                )
             if pos + 1 >= n:
                 break
             size = b[pos + 1]
@@ -257,7 +260,7 @@ class Decoder:
                 head += 1
             total = head + size
             if total > max_size:
-                raise ProtocolError(0x95, f"packet of {total} bytes exceeds max_packet_size {max_size}")
+                raise ProtocolError(R.PACKET_TOO_LARGE, f"packet of {total} bytes exceeds max_packet_size {max_size}")
             end = pos + total
             if end > n:
                 self._need = total

@@ -11,6 +11,7 @@ from typing import Any
 
 from mqhook.errors import MalformedPacket, ProtocolError
 from mqhook.mqtt import packets as p
+from mqhook.mqtt import reason as R
 from mqhook.mqtt.properties import WILL, decode_properties
 from mqhook.mqtt.topics import validate_topic_name
 from mqhook.mqtt.wire import read_bin, read_str, read_u16
@@ -19,7 +20,6 @@ from mqhook.mqtt.wire import read_bin, read_str, read_u16
 SUPPORTED = {("MQIsdp", 3), ("MQTT", 4), ("MQTT", 5)}
 
 # 3.1.1 CONNACK return codes (section 3.2.2.3) -> the v5 reason code Connack carries.
-_V3_TO_V5 = {0x00: 0x00, 0x01: 0x84, 0x02: 0x85, 0x03: 0x88, 0x04: 0x86, 0x05: 0x87}
 
 
 def _read_byte(b: bytes, pos: int, end: int, what: str) -> int:
@@ -49,7 +49,7 @@ def _check_flags(flags: int, level: int) -> None:
 def _check_auth(props: dict[str, Any]) -> None:
     """Authentication Data without Authentication Method is a Protocol Error (section 3.1.2.11.10)."""
     if "Authentication-Data" in props and "Authentication-Method" not in props:
-        raise ProtocolError(0x82, "CONNECT has Authentication-Data but no Authentication-Method")
+        raise ProtocolError(R.PROTOCOL_ERROR, "CONNECT has Authentication-Data but no Authentication-Method")
 
 
 def _read_will(b: bytes, pos: int, end: int, flags: int, level: int) -> tuple[p.Will, int]:
@@ -68,7 +68,9 @@ def read_protocol(b: bytes, pos: int, end: int) -> tuple[str, int, int]:
     name, pos = read_str(b, pos, end, "CONNECT protocol name")
     level = _read_byte(b, pos, end, "CONNECT protocol level")
     if (name, level) not in SUPPORTED:
-        raise ProtocolError(0x84, f"unsupported protocol {name!r} level {level} [MQTT-3.1.2-2]")
+        raise ProtocolError(
+            R.UNSUPPORTED_PROTOCOL_VERSION, f"unsupported protocol {name!r} level {level} [MQTT-3.1.2-2]"
+        )
     return name, level, pos + 1
 
 
@@ -106,9 +108,9 @@ def decode_connack(b: bytes, pos: int, end: int, level: int) -> p.Packet:
     if level == 5:
         props, pos = decode_properties(b, pos, end, p.CONNACK)
     else:
-        if code not in _V3_TO_V5:
+        if code not in R.V5_FROM_V3_CONNACK:
             raise MalformedPacket(f"CONNACK return code {code} is reserved (section 3.2.2.3)")
-        code = _V3_TO_V5[code]
+        code = R.V5_FROM_V3_CONNACK[code]
     if pos != end:
         raise MalformedPacket(f"CONNACK has {end - pos} unexpected bytes at its end")
     return p.Connack(bool(flags & 1), code, props)

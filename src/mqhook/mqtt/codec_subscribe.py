@@ -10,6 +10,7 @@ from typing import Any
 
 from mqhook.errors import MalformedPacket, ProtocolError
 from mqhook.mqtt import packets as p
+from mqhook.mqtt import reason as R
 from mqhook.mqtt.properties import decode_properties
 from mqhook.mqtt.wire import read_str, read_u16
 
@@ -31,10 +32,12 @@ def _options(options: int, topic_filter: str, level: int) -> p.Subscription:
                 f"SUBSCRIBE options 0x{options:02X} for {topic_filter!r} have reserved bits set [MQTT-3.8.3-5]"
             )
         if qos == 3:
-            raise ProtocolError(0x82, f"SUBSCRIBE QoS 3 for {topic_filter!r} is invalid (section 3.8.3.1)")
+            raise ProtocolError(R.PROTOCOL_ERROR, f"SUBSCRIBE QoS 3 for {topic_filter!r} is invalid (section 3.8.3.1)")
         retain_handling = (options >> 4) & 3
         if retain_handling == 3:
-            raise ProtocolError(0x82, f"SUBSCRIBE Retain Handling 3 for {topic_filter!r} is invalid (section 3.8.3.1)")
+            raise ProtocolError(
+                R.PROTOCOL_ERROR, f"SUBSCRIBE Retain Handling 3 for {topic_filter!r} is invalid (section 3.8.3.1)"
+            )
         return p.Subscription(topic_filter, qos, bool(options & 4), bool(options & 8), retain_handling)
     if options & 0xFC or qos == 3:
         raise MalformedPacket(
@@ -57,7 +60,7 @@ def decode_subscribe(b: bytes, pos: int, end: int, level: int) -> p.Packet:
         subscriptions.append(_options(b[pos], topic_filter, level))
         pos += 1
     if not subscriptions:
-        raise ProtocolError(0x82, "SUBSCRIBE has no topic filters [MQTT-3.8.3-2]")
+        raise ProtocolError(R.PROTOCOL_ERROR, "SUBSCRIBE has no topic filters [MQTT-3.8.3-2]")
     return p.Subscribe(packet_id, subscriptions, props)
 
 
@@ -81,7 +84,7 @@ def decode_unsubscribe(b: bytes, pos: int, end: int, level: int) -> p.Packet:
         topic_filter, pos = read_str(b, pos, end, "UNSUBSCRIBE topic filter")
         filters.append(topic_filter)
     if not filters:
-        raise ProtocolError(0x82, "UNSUBSCRIBE has no topic filters [MQTT-3.10.3-2]")
+        raise ProtocolError(R.PROTOCOL_ERROR, "UNSUBSCRIBE has no topic filters [MQTT-3.10.3-2]")
     return p.Unsubscribe(packet_id, filters, props)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mqhook.mqtt import packets as p
+from mqhook.mqtt import reason as R
 from mqhook.mqtt.properties import encode_properties
 from mqhook.mqtt.reason import v3_connack_code
 from mqhook.mqtt.wire import encode_bin, encode_str, encode_varint
@@ -130,7 +131,7 @@ def _connect(packet: p.Connect, level: int) -> bytes:
 def _connack(packet: p.Connack, level: int) -> bytes:
     """CONNACK (section 3.2): Session Present is 0 on failure [MQTT-3.2.2-4] [MQTT-3.2.2-6]."""
     code = packet.reason_code
-    present = packet.session_present and code < 0x80
+    present = packet.session_present and code < R.FAILURE
     if level == 5:
         return _frame(0x20, bytes((1 if present else 0, code)), encode_properties(packet.properties))
     # MQTT 3.1 (level 3) has no Session Present flag: the byte is reserved.
@@ -166,7 +167,9 @@ def _subscribe(packet: p.Subscribe, level: int) -> bytes:
 
 def _suback(packet: p.Suback, level: int) -> bytes:
     """SUBACK (section 3.9); 3.1.1 has one failure code, 0x80 [MQTT-3.9.3-2]."""
-    codes = packet.reason_codes if level == 5 else [0x80 if code >= 0x80 else code for code in packet.reason_codes]
+    codes = packet.reason_codes
+    if level != 5:
+        codes = [R.V3_SUBACK_FAILURE if code >= R.FAILURE else code for code in codes]
     return _frame(0x90, _u16(packet.packet_id), _props(packet, level), bytes(codes))
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from mqhook.errors import MalformedPacket, ProtocolError
 from mqhook.mqtt import packets as p
+from mqhook.mqtt import reason as R
 from mqhook.mqtt.wire import (
     encode_bin,
     encode_str,
@@ -148,7 +149,7 @@ def _store(props: dict[str, Any], name: str, value: Any, ptype: int) -> None:
         props.setdefault(name, []).append(value)
     elif name in props:
         where = _CONTEXT_NAMES.get(ptype, str(ptype))
-        raise ProtocolError(0x82, f"property {name} appears more than once in {where} (section 2.2.2.2)")
+        raise ProtocolError(R.PROTOCOL_ERROR, f"property {name} appears more than once in {where} (section 2.2.2.2)")
     else:
         props[name] = value
 
@@ -157,11 +158,11 @@ def _check_values(props: dict[str, Any], ptype: int) -> None:
     """Value ranges whose violation the spec calls a Protocol Error (sections 3.1.2.11, 3.2.2.3, 3.3.2.3)."""
     for name, value in props.items():
         if name in _BOOLEANS and value > 1:
-            raise ProtocolError(0x82, f"property {name} is {value}, must be 0 or 1")
+            raise ProtocolError(R.PROTOCOL_ERROR, f"property {name} is {value}, must be 0 or 1")
         if name in _NON_ZERO and (value == 0 or (isinstance(value, list) and 0 in value)):
-            raise ProtocolError(0x82, f"property {name} must not be 0")
+            raise ProtocolError(R.PROTOCOL_ERROR, f"property {name} must not be 0")
         if name == "Topic-Alias" and value == 0:
-            raise ProtocolError(0x94, "property Topic-Alias must not be 0 [MQTT-3.3.2-8]")
+            raise ProtocolError(R.TOPIC_ALIAS_INVALID, "property Topic-Alias must not be 0 [MQTT-3.3.2-8]")
 
 
 # ---------------------------------------------------------------- encoding

@@ -17,6 +17,8 @@ NO_SUBSCRIPTION_EXISTED = 0x11
 CONTINUE_AUTHENTICATION = 0x18
 REAUTHENTICATE = 0x19
 UNSPECIFIED_ERROR = 0x80
+FAILURE = 0x80  # codes from here up report a failure (section 2.4)
+V3_SUBACK_FAILURE = 0x80  # 3.1.1 has one SUBACK failure code [MQTT-3.9.3-2]
 MALFORMED_PACKET = 0x81
 PROTOCOL_ERROR = 0x82
 IMPLEMENTATION_SPECIFIC_ERROR = 0x83
@@ -97,18 +99,20 @@ NAMES: dict[int, str] = {
     0xA2: "wildcard_subscriptions_not_supported",
 }
 
-# MQTT 3.1.1 CONNACK return codes (section 3.2.2.3), mapped from the v5 code.
+# MQTT 3.1.1 CONNACK return codes (section 3.2.2.3), by the v5 reason code that means the same.
 V3_CONNACK: dict[int, int] = {
-    0x00: 0x00,
-    0x84: 0x01,  # unacceptable protocol version
-    0x85: 0x02,  # identifier rejected
-    0x88: 0x03,  # server unavailable
-    0x89: 0x03,
-    0x86: 0x04,  # bad user name or password
-    0x87: 0x05,  # not authorized
+    SUCCESS: 0x00,  # connection accepted
+    UNSUPPORTED_PROTOCOL_VERSION: 0x01,  # unacceptable protocol version
+    CLIENT_IDENTIFIER_NOT_VALID: 0x02,  # identifier rejected
+    SERVER_UNAVAILABLE: 0x03,  # server unavailable
+    BAD_USER_NAME_OR_PASSWORD: 0x04,  # bad user name or password
+    NOT_AUTHORIZED: 0x05,  # not authorized
 }
+V3_CONNACK_FALLBACK = 0x03  # every other refusal: server unavailable
+# A 3.1.1 CONNACK return code -> the v5 reason code (a client-side decoder reads 3.1.1 CONNACKs).
+V5_FROM_V3_CONNACK: dict[int, int] = {v3: v5 for v5, v3 in V3_CONNACK.items()}
 
 
 def v3_connack_code(code: int) -> int:
     """The 3.1.1 CONNACK return code for a v5 reason code (unknown failures -> server unavailable)."""
-    return V3_CONNACK.get(code, 0x03)
+    return V3_CONNACK.get(code, V3_CONNACK_FALLBACK)

@@ -7,9 +7,8 @@ trie's job (``mqhook.matcher``); the tests hold it to a brute-force oracle of th
 from __future__ import annotations
 
 from mqhook.errors import ProtocolError
+from mqhook.mqtt.reason import TOPIC_FILTER_INVALID, TOPIC_NAME_INVALID
 
-TOPIC_NAME_INVALID = 0x90
-TOPIC_FILTER_INVALID = 0x8F
 MAX_TOPIC_BYTES = 65535
 SHARE_PREFIX = "$share/"
 

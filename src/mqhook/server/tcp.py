@@ -1,10 +1,19 @@
 """The MQTT TCP listener: the only code that touches MQTT sockets.
 
-Each connection is an ``asyncio.Protocol`` implementing the broker's ``Link``:
-bytes go to the sans-I/O decoder, packets to the ``Connection`` state machine.
-Writes are coalesced: every packet written during one loop tick leaves in one
-``transport.writelines`` call. A full transport write buffer marks the
-connection saturated (the session then queues, bounded, or drops QoS 0).
+Each accepted socket gets an ``asyncio.Protocol`` (``MqttProtocol``) that implements the broker's
+``Link``: bytes go to the sans-I/O decoder, each packet to the connection's ``handle``, and what
+the connection writes leaves through the transport. This module owns the socket side only:
+
+- writes are coalesced: every packet written during one loop tick leaves in one transport write
+  (sooner once ``FLUSH_BYTES`` wait);
+- a busy connection yields the loop after ``TURN_PACKETS`` packets or ``READ_BUDGET`` bytes, so
+  other sockets, timers and the webhook senders get their turn;
+- reading stops while the connection asks (``pause_reading``, backpressure) and its packets wait,
+  in order, until ``resume_reading``;
+- the transport's write buffer limits are passed on as ``pause_writing`` / ``resume_writing``.
+
+What a packet means, timers, sessions and events are the connection's business
+(``mqhook.broker.connection``); this module touches no hook, no session and no timer of the broker.
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ from mqhook.mqtt.codec import Decoder
 
 if TYPE_CHECKING:
     from mqhook.broker.broker import Broker
+
+__all__ = ["MqttProtocol", "start_listener"]
 
 log = logging.getLogger("mqhook.server")
 
@@ -46,19 +57,20 @@ def _addr(info: Any) -> str:
 
 
 class MqttProtocol(asyncio.Protocol):
+    conn: Connection  # made in connection_made, once the peer is known
+
     __slots__ = (
         "_flush_pending",
         "_held",
-        "_keepalive",
-        "_last_rx",
         "_out",
         "_out_size",
+        "_paused",
         "_quota",
         "_read_bytes",
-        "_timer",
         "broker",
         "conn",
         "decoder",
+        "last_rx",
         "loop",
         "peername",
         "sockname",
@@ -72,16 +84,14 @@ class MqttProtocol(asyncio.Protocol):
         self.stats = broker.stats
         self.transport: asyncio.Transport | None = None
         self.decoder = Decoder(broker.config.max_packet_size)
-        self.conn = Connection(broker, self)
         self.peername = "undefined"
         self.sockname = "undefined"
+        self.last_rx = 0.0
         self._out: list[bytes] = []
         self._out_size = 0
         self._flush_pending = False
-        self._last_rx = 0.0
-        self._keepalive = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._held: list[Any] | None = None  # packets waiting while reading is paused (backpressure, turn)
+        self._held: list[Any] | None = None  # packets not handed over while reading is paused
+        self._paused = False  # the connection asked us to stop reading
         self._read_bytes = 0  # since this connection last yielded to the loop
         self._quota = TURN_PACKETS  # packets it may still handle before it yields
 
@@ -94,13 +104,13 @@ class MqttProtocol(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(high=self.broker.config.write_buffer_high)  # type: ignore[attr-defined]
         self.peername = _addr(transport.get_extra_info("peername"))
-        # Interned: thousands of connections share one listener address and a few peer hosts.
-        self.conn.peerhost = sys.intern(self.peername.rpartition(":")[0] or "undefined")
+        # Interned: thousands of connections share one listener address.
         self.sockname = sys.intern(_addr(transport.get_extra_info("sockname")))
-        self.set_keepalive(self.broker.config.idle_timeout)  # until CONNECT sets the real keepalive
+        self.last_rx = self.broker.clock.time()
+        self.conn = Connection(self.broker, self)
 
     def data_received(self, data: bytes) -> None:
-        self._last_rx = self.loop.time()
+        self.last_rx = self.broker.clock.time()
         size = len(data)
         self.stats.bytes_received += size
         self._read_bytes += size
@@ -110,19 +120,17 @@ class MqttProtocol(asyncio.Protocol):
             self.conn.protocol_error(exc)
             return
         if self._held is not None:
-            self._held.extend(packets)  # paused: keep order behind what is already held
-            return
-        self._handle(packets)
-        if self._held is None and self._read_bytes >= READ_BUDGET:
-            self._hold(packets, len(packets))  # nothing left to hold: just yield the turn
-            self.loop.call_soon(self._relieved)
+            self._held.extend(packets)  # not handing over now: keep order behind what is held
+        elif self._paused:
+            self._hold(packets, 0)
+        else:
+            self._handle(packets)
 
     def _handle(self, packets: list[Any]) -> None:
-        """Apply packets in order; hold the rest after the one that put a listener over its high
-        water (until relief), or after this connection's share of the loop turn (until the next)."""
+        """Hand the packets over in order; hold the rest when the connection asks us to pause, or
+        when this connection's share of the loop turn is used up (until the next turn)."""
         stats = self.stats
         conn = self.conn
-        hooks = self.broker.hooks
         quota = self._quota
         for i, packet in enumerate(packets):
             stats.packets_received[packet.type] += 1
@@ -135,12 +143,9 @@ class MqttProtocol(asyncio.Protocol):
                 log.exception("internal error on connection %s", self.peername)
                 conn.protocol_error(ProtocolError(R.IMPLEMENTATION_SPECIFIC_ERROR, f"internal error: {exc!r}"))
                 return
-            if hooks.pressure:
-                # A webhook with overflow = backpressure is over its high water: hold the rest of
-                # this client's packets and stop reading its socket until the webhook drains.
+            if self._paused:
                 self._quota = quota
                 self._hold(packets, i + 1)
-                hooks.on_relief(self._relieved)
                 return
             quota -= 1
             if not quota:
@@ -148,21 +153,25 @@ class MqttProtocol(asyncio.Protocol):
                 if i + 1 < len(packets):
                     self._quota = quota
                     self._hold(packets, i + 1)
-                    self.loop.call_soon(self._relieved)
+                    self.loop.call_soon(self._resume)
                     return
         self._quota = quota
+        if self._read_bytes >= READ_BUDGET:
+            self._hold(packets, len(packets))  # nothing left to hold: just yield the turn
+            self.loop.call_soon(self._resume)
 
     def _hold(self, packets: list[Any], start: int) -> None:
         self._held = packets[start:]
         self._read_bytes = 0
         self.transport.pause_reading()  # type: ignore[union-attr]
 
-    def _relieved(self) -> None:
-        """Backpressure relief, or the next loop turn: read on, and handle what was held."""
-        held, self._held = self._held, None
+    def _resume(self) -> None:
+        """The next loop turn, or the connection's ``resume_reading``: read on, handle what was held."""
+        held = self._held
         transport = self.transport
-        if transport is None or transport.is_closing() or held is None:
+        if self._paused or held is None or transport is None or transport.is_closing():
             return
+        self._held = None
         transport.resume_reading()
         if held:
             self._handle(held)
@@ -171,20 +180,15 @@ class MqttProtocol(asyncio.Protocol):
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self._out.clear()
+        self._held = None
         self.conn.connection_lost()
 
     def pause_writing(self) -> None:
-        self.conn.saturated = True
+        self.conn.pause_writing()
 
     def resume_writing(self) -> None:
-        self.conn.saturated = False
-        session = self.conn.session
-        if session is not None and session.conn is self.conn:
-            session.drain()
+        self.conn.resume_writing()
 
     # -- Link -------------------------------------------------------------------
 
@@ -219,25 +223,15 @@ class MqttProtocol(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
-    def set_keepalive(self, seconds: float) -> None:
-        """Close the connection after ``seconds`` without a packet; 0 turns the check off."""
-        self._keepalive = seconds
-        self._last_rx = self.loop.time()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if seconds > 0:
-            self._timer = self.loop.call_later(seconds, self._check_keepalive)
+    def pause_reading(self) -> None:
+        """Hand over no packet after the current one until ``resume_reading``."""
+        self._paused = True
 
-    def _check_keepalive(self) -> None:
-        if self._held is not None:  # we stopped reading, not the client: its pings wait in the socket
-            self._last_rx = self.loop.time()
-        idle = self.loop.time() - self._last_rx
-        if idle >= self._keepalive:
-            self._timer = None
-            self.conn.keepalive_expired()
-        else:
-            self._timer = self.loop.call_later(self._keepalive - idle, self._check_keepalive)
+    def resume_reading(self) -> None:
+        """Read on from the next loop turn, held packets first."""
+        self._paused = False
+        if self._held is not None:
+            self.loop.call_soon(self._resume)
 
 
 async def start_listener(broker: Broker, host: str, port: int) -> asyncio.Server:

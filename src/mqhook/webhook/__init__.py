@@ -1,15 +1,16 @@
-"""Webhook delivery: config model, templates, encoding, signing, queue, dispatcher, Test, sink.
+"""Webhook delivery: the config model, templates, the queue, requests, the HTTP client, the Test.
 
-Modules, bottom up: ``template`` < ``model`` < ``encode``/``signing``/``queue``/``counters``/``http_conn`` < ``http``
-< ``request`` < ``dispatcher`` < ``probe`` < ``webhook``; ``sink_server`` stands alone. ``http`` is
-the delivery HTTP/1.1 client (keep-alive pool on ``asyncio.Protocol``); aiohttp serves only.
+Modules, bottom up: ``template`` < ``model`` < ``encode`` / ``signing`` / ``queue`` / ``counters`` /
+``http`` < ``request`` < ``probe`` / ``webhook`` < ``manager``. ``http`` is the delivery HTTP/1.1
+client (a keep-alive pool on ``asyncio.Protocol``); aiohttp only serves (admin API, receivers).
 """
 
 from __future__ import annotations
 
+from mqhook.webhook.manager import WebhookManager
 from mqhook.webhook.model import WebhookConfig, parse_duration, parse_size, parse_webhook, webhook_from_flag
 from mqhook.webhook.probe import TestResult
-from mqhook.webhook.webhook import Webhook, WebhookManager
+from mqhook.webhook.webhook import Webhook
 
 __all__ = [
     "TestResult",

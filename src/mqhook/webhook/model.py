@@ -8,72 +8,79 @@ batching for HTTP), ``retry_on``/``retry_backoff*`` (EMQX retries only 429/503/t
 with no backoff and ignores ``Retry-After``), ``overflow``, ``ordering``, ``secret`` and
 ``payload_encoding``.
 
-Validation runs in ``__post_init__`` so every way of building the Struct (TOML via
-``parse_webhook``, JSON from the REST API via ``msgspec.json.decode``) is checked the same way.
-``parse_webhook`` turns msgspec's errors into ``ConfigError`` naming the field path, the value
-and what was expected, e.g. ``$.webhooks[0].overflow: 'drop' is invalid; expected one of ...``.
+Bounds and closed choices are msgspec types (``Annotated[int, Meta(...)]``, ``Literal``, the
+``Method`` enum, the bounded ``Duration``/``ByteSize`` of ``mqhook.schema``); what types cannot
+say (names, URLs, templates, topic filters, ``retry_on``, ``retry_backoff_max >= retry_backoff``)
+is checked in ``__post_init__``. So every way of building the Struct (TOML via ``parse_webhook``,
+JSON from the REST API via ``mqhook.schema.decode_json``) is checked the same way, and
+``mqhook.schema.explain`` names the field path, the value and what was expected, e.g.
+``$.webhooks[0].overflow: 'drop' is invalid; expected one of drop_oldest, drop_new, backpressure``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import re
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
+from msgspec import Meta
 
 from mqhook.errors import ConfigError, ProtocolError
-from mqhook.hooks import ALL_EVENTS
+from mqhook.events.catalogue import EVENT_NAMES
 from mqhook.mqtt.topics import validate_topic_filter
+from mqhook.schema import ByteSize, Duration, FieldInvalid, convert, explain
+from mqhook.schema import parse_duration as parse_duration
+from mqhook.schema import parse_size as parse_size
 from mqhook.webhook.template import compile_template
 
 NAME_RE = re.compile(r"^[0-9a-zA-Z][-0-9a-zA-Z_]*$")  # EMQX resource-name rule
 HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$", re.IGNORECASE)
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*(b|kb|mb|gb)?\s*$", re.IGNORECASE)
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}  # EMQX bytesize is binary
 _STATUS_CLASS_RE = re.compile(r"^[1-5]xx$")
-
-METHODS = ("post", "put", "get", "delete")
-PAYLOAD_ENCODINGS = ("plain", "base64")
-OVERFLOWS = ("drop_oldest", "drop_new", "backpressure")
-ORDERINGS = ("none", "per_client")
 SECRET_PREFIX = "whsec_"
 
-Duration = int | float | str
-Size = int | str
+
+class Method(enum.StrEnum):
+    """The HTTP method, written in any case ('POST' -> Method.POST == 'post').
+
+    An enum rather than a ``Literal`` because msgspec calls ``_missing_`` for a value it does not
+    know, in every decode path (TOML tree, REST JSON), so the case is folded there and only there.
+    """
+
+    POST = "post"
+    PUT = "put"
+    GET = "get"
+    DELETE = "delete"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Method | None:
+        return cls.__members__.get(value.upper()) if isinstance(value, str) else None
 
 
-class FieldInvalid(ValueError):
-    """One field is wrong. ``msgspec`` wraps it in a ValidationError with the Struct's location."""
-
-    def __init__(self, field: str, value: Any, expected: str) -> None:
-        super().__init__(f"{field}: {value!r} is invalid; expected {expected}")
+PayloadEncoding = Literal["plain", "base64"]
+Overflow = Literal["drop_oldest", "drop_new", "backpressure"]
+Ordering = Literal["none", "per_client"]
 
 
-def parse_duration(value: Duration, field: str = "duration") -> float:
-    """'15s', '500ms', '2m', '1h' or a number of seconds -> seconds (float, >= 0)."""
-    if isinstance(value, bool):
-        raise FieldInvalid(field, value, "a duration such as '15s', '500ms', '2m', '1h' or a number of seconds")
-    if isinstance(value, int | float):
-        if value >= 0:
-            return float(value)
-    elif m := _DURATION_RE.match(value):
-        return float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
-    raise FieldInvalid(field, value, "a duration such as '15s', '500ms', '2m', '1h' or a number of seconds >= 0")
+class Timeout(Duration, gt=0):
+    """A duration > 0: ``connect_timeout``, ``request_timeout``."""
+
+    __slots__ = ()
 
 
-def parse_size(value: Size, field: str = "size") -> int:
-    """'256MB', '64KB', '1GB', '512B' (1 KB = 1024 bytes, as in EMQX) or an int -> bytes."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value >= 0:
-            return value
-    elif isinstance(value, str) and (m := _SIZE_RE.match(value)):
-        return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()]
-    raise FieldInvalid(field, value, "a byte size such as '256MB', '64KB' or an integer number of bytes >= 0")
+class Linger(Duration, le="1h"):
+    """``batch_time``: at most an hour."""
+
+    __slots__ = ()
+
+
+class BufferSize(ByteSize, ge="1KB"):
+    """``max_buffer_bytes``: at least 1 KB."""
+
+    __slots__ = ()
 
 
 def secret_key(secret: str) -> bytes:
@@ -96,7 +103,9 @@ def _default_retry_on() -> list[int | str]:
 
 
 class WebhookConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """One webhook. ``method`` is stored lower-case; everything else is kept as written."""
+    """One webhook. Durations and sizes are parsed once, when the Struct is decoded, and keep
+    what was written ('15s' is encoded back as "15s"): decode and encode with ``mqhook.schema``'s
+    ``convert``/``decode_json``/``encode_json`` (or its ``dec_hook``/``enc_hook``)."""
 
     name: str
     url: str
@@ -104,34 +113,32 @@ class WebhookConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     enable: bool = True
     events: list[str] | str = "all"
     topics: list[str] = msgspec.field(default_factory=_default_topics)
-    method: str = "post"
+    method: Method = Method.POST
     headers: dict[str, str] = msgspec.field(default_factory=_default_headers)
     body: str | None = None
-    payload_encoding: str = "plain"
-    pool_size: int = 8
-    connect_timeout: Duration = "15s"
-    request_timeout: Duration = "15s"
-    max_retries: int = 2
-    retry_backoff: Duration = "1s"
-    retry_backoff_max: Duration = "30s"
+    payload_encoding: PayloadEncoding = "plain"
+    pool_size: Annotated[int, Meta(ge=1, le=1024)] = 8
+    connect_timeout: Timeout = Timeout("15s")
+    request_timeout: Timeout = Timeout("15s")
+    max_retries: Annotated[int, Meta(ge=0, le=1000)] = 2
+    retry_backoff: Duration = Duration("1s")
+    retry_backoff_max: Duration = Duration("30s")
     retry_on: list[int | str] = msgspec.field(default_factory=_default_retry_on)
-    inflight_window: int = 100
-    batch_size: int = 1
-    batch_time: Duration = "0ms"
-    max_queued_events: int = 100000
-    max_buffer_bytes: Size = "256MB"
-    overflow: str = "drop_oldest"
-    ordering: str = "none"
+    inflight_window: Annotated[int, Meta(ge=1, le=100_000)] = 100
+    batch_size: Annotated[int, Meta(ge=1, le=100_000)] = 1
+    batch_time: Linger = Linger("0ms")
+    max_queued_events: Annotated[int, Meta(ge=1, le=1_000_000_000)] = 100000
+    max_buffer_bytes: BufferSize = BufferSize("256MB")
+    overflow: Overflow = "drop_oldest"
+    ordering: Ordering = "none"
     secret: str | None = None
 
     def __post_init__(self) -> None:
-        self.method = self.method.lower() if isinstance(self.method, str) else self.method
         _check_identity(self)
         _check_request(self)
-        _check_numbers(self)
-        _check_choices(self)
+        _check_retries(self)
 
-    # -- resolved values (parsed again on each call: read them once, at start) -------------
+    # -- resolved values (read from the values parsed at decode time) ---------------------
     @property
     def rule_id(self) -> str:
         """EMQX names the Dashboard webhook's rule ``<name>_WH_D``; receivers key on it."""
@@ -139,31 +146,31 @@ class WebhookConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     @property
     def event_set(self) -> frozenset[str]:
-        return frozenset(ALL_EVENTS) if self.events == "all" else frozenset(self.events)
+        return frozenset(EVENT_NAMES) if self.events == "all" else frozenset(self.events)
 
     @property
     def connect_timeout_s(self) -> float:
-        return parse_duration(self.connect_timeout)
+        return self.connect_timeout.seconds
 
     @property
     def request_timeout_s(self) -> float:
-        return parse_duration(self.request_timeout)
+        return self.request_timeout.seconds
 
     @property
     def retry_backoff_s(self) -> float:
-        return parse_duration(self.retry_backoff)
+        return self.retry_backoff.seconds
 
     @property
     def retry_backoff_max_s(self) -> float:
-        return parse_duration(self.retry_backoff_max)
+        return self.retry_backoff_max.seconds
 
     @property
     def batch_time_s(self) -> float:
-        return parse_duration(self.batch_time)
+        return self.batch_time.seconds
 
     @property
     def max_buffer_bytes_n(self) -> int:
-        return parse_size(self.max_buffer_bytes)
+        return self.max_buffer_bytes.bytes
 
     @property
     def secret_key(self) -> bytes | None:
@@ -183,8 +190,8 @@ def _check_identity(cfg: WebhookConfig) -> None:
         if isinstance(cfg.events, str) or not cfg.events:
             raise FieldInvalid("events", cfg.events, '"all" or a non-empty list of EMQX event names')
         for i, event in enumerate(cfg.events):
-            if event not in ALL_EVENTS:
-                raise FieldInvalid(f"events[{i}]", event, "one of " + ", ".join(ALL_EVENTS))
+            if event not in EVENT_NAMES:
+                raise FieldInvalid(f"events[{i}]", event, "one of " + ", ".join(EVENT_NAMES))
     if not cfg.topics:
         raise FieldInvalid("topics", cfg.topics, 'a non-empty list of topic filters, e.g. ["#"]')
     for i, topic_filter in enumerate(cfg.topics):
@@ -195,8 +202,6 @@ def _check_identity(cfg: WebhookConfig) -> None:
 
 
 def _check_request(cfg: WebhookConfig) -> None:
-    if cfg.method not in METHODS:
-        raise FieldInvalid("method", cfg.method, "one of " + ", ".join(METHODS) + " (any case)")
     _check_url(cfg.url)
     for name, value in cfg.headers.items():
         if not HEADER_NAME_RE.match(name):
@@ -236,38 +241,10 @@ def _check_template(field: str, text: str) -> None:
         raise FieldInvalid(field, text, f"a valid template ({exc})") from None
 
 
-# (field, low, high) for integers.
-_INT_BOUNDS = (
-    ("pool_size", 1, 1024),
-    ("max_retries", 0, 1000),
-    ("inflight_window", 1, 100_000),
-    ("batch_size", 1, 100_000),
-    ("max_queued_events", 1, 1_000_000_000),
-)
-
-
-def _check_numbers(cfg: WebhookConfig) -> None:
-    for field, low, high in _INT_BOUNDS:
-        value = getattr(cfg, field)
-        if not low <= value <= high:
-            raise FieldInvalid(field, value, f"an integer from {low} to {high}")
-    for field in ("connect_timeout", "request_timeout"):
-        if parse_duration(getattr(cfg, field), field) <= 0:
-            raise FieldInvalid(field, getattr(cfg, field), "a duration > 0")
-    backoff = parse_duration(cfg.retry_backoff, "retry_backoff")
-    if parse_duration(cfg.retry_backoff_max, "retry_backoff_max") < backoff:
-        expected = f"a duration of at least retry_backoff ({cfg.retry_backoff!r})"
-        raise FieldInvalid("retry_backoff_max", cfg.retry_backoff_max, expected)
-    if parse_duration(cfg.batch_time, "batch_time") > 3600:
-        raise FieldInvalid("batch_time", cfg.batch_time, "a duration of at most 1h")
-    if parse_size(cfg.max_buffer_bytes, "max_buffer_bytes") < 1024:
-        raise FieldInvalid("max_buffer_bytes", cfg.max_buffer_bytes, "at least 1KB")
-
-
-def _check_choices(cfg: WebhookConfig) -> None:
-    for field, choices in (("payload_encoding", PAYLOAD_ENCODINGS), ("overflow", OVERFLOWS), ("ordering", ORDERINGS)):
-        if getattr(cfg, field) not in choices:
-            raise FieldInvalid(field, getattr(cfg, field), "one of " + ", ".join(choices))
+def _check_retries(cfg: WebhookConfig) -> None:
+    if cfg.retry_backoff_max.seconds < cfg.retry_backoff.seconds:
+        expected = f"a duration of at least retry_backoff ({cfg.retry_backoff.written!r})"
+        raise FieldInvalid("retry_backoff_max", cfg.retry_backoff_max.written, expected)
     for i, item in enumerate(cfg.retry_on):
         ok = (isinstance(item, int) and 100 <= item <= 599) or (isinstance(item, str) and _STATUS_CLASS_RE.match(item))
         if not ok or item == "2xx" or (isinstance(item, int) and 200 <= item <= 299):
@@ -277,33 +254,9 @@ def _check_choices(cfg: WebhookConfig) -> None:
 def parse_webhook(obj: Any, path: str = "$") -> WebhookConfig:
     """Build and validate one webhook from a TOML/JSON object; errors name ``path`` + the field."""
     try:
-        return msgspec.convert(obj, WebhookConfig, strict=True)
+        return convert(obj, WebhookConfig)
     except msgspec.ValidationError as exc:
-        raise ConfigError(_explain(str(exc), obj, path)) from None
-
-
-def _explain(msg: str, obj: Any, path: str) -> str:
-    reason, sep, where = msg.rpartition(" - at `")
-    sub = where.rstrip("`")[1:] if sep else ""
-    if not sep:
-        reason = msg
-    if reason.startswith("Object contains unknown field"):
-        field = reason.split("`")[1]
-        known = ", ".join(f.name for f in msgspec.structs.fields(WebhookConfig))
-        return f"{path}{sub}.{field}: unknown setting; expected one of: {known}"
-    if reason.startswith("Object missing required field"):
-        field = reason.split("`")[1]
-        return f"{path}{sub}.{field}: missing; this setting is required"
-    if not sub:  # raised by __post_init__: the message starts with the field name
-        return f"{path}.{reason}"
-    value: Any = obj
-    for part in re.findall(r"\.([^.\[]+)|\[(\d+)\]", sub):
-        key: Any = part[0] or int(part[1])
-        try:
-            value = value[key]
-        except (KeyError, IndexError, TypeError):
-            return f"{path}{sub}: {reason}"
-    return f"{path}{sub}: {value!r} is invalid: {reason}"
+        raise ConfigError(explain(exc, obj, WebhookConfig, path)) from None
 
 
 def webhook_from_flag(flag: str) -> WebhookConfig:

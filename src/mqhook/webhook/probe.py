@@ -39,7 +39,7 @@ def sample_event(node: str, payload_encoding: str = "plain") -> bytes:
     """A ``message.publish`` event for a QoS 0 PUBLISH to ``t/1`` (EMQX's sample), written by the
     same writer as real deliveries, so it has exactly their fields and types."""
     msg = Message("t/1", SAMPLE_PAYLOAD, 0, False, {}, SAMPLE_CLIENT, peerhost="127.0.0.1", peername="127.0.0.1:0")
-    return MessageWriter(node).publish(msg, payload_encoding)
+    return MessageWriter(node).publish(payload_encoding, msg)
 
 
 async def probe(cfg: WebhookConfig, node: str) -> TestResult:

@@ -4,6 +4,10 @@ An entry is ``(data, key)``: the event's JSON without metadata (see ``mqhook.eve
 its ordering key (the clientid). Both are plain bytes/str, so a disk spool can store entries as
 they are. ``EventQueue`` is the contract; ``MemoryQueue`` is the in-memory implementation.
 
+The queue has one reader, the webhook's sender task, which sleeps in ``wait(count, timeout)``
+until the queue holds ``count`` entries, the timeout passes, or someone calls ``wake``. ``put``
+wakes it only when it is waiting and the count is reached: one comparison per event otherwise.
+
 Bounds and overflow (EMQX bounds its buffer by bytes only and drops the oldest, counted as
 ``dropped.queue_full``; we bound by events and bytes, either one makes the queue full):
 
@@ -19,11 +23,13 @@ Every drop is counted by reason in the ``dropped`` dict shared with the webhook'
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Collection
 
 Entry = tuple[bytes, str]
+NEVER = 1 << 62  # a count puts never reach: only ``wake`` ends such a wait
 
 HIGH_WATER = 0.8  # saturated at or above this share of either bound
 LOW_WATER = 0.5  # relieved at or below this share of both bounds
@@ -31,7 +37,37 @@ SCAN_LIMIT = 4096  # entries examined per pop when skipping busy keys
 
 
 class EventQueue(ABC):
-    """FIFO of entries with overflow policy, byte accounting and drop counting."""
+    """FIFO of entries with overflow policy, byte accounting and drop counting, and a waiter.
+
+    Implementations call ``_arrived(len(self))`` after adding entries (``MemoryQueue`` inlines it)."""
+
+    waiter: asyncio.Future[None] | None = None  # the reader's wait; None while it does not wait
+    want = NEVER  # entries that end the wait
+
+    async def wait(self, count: int, timeout: float | None = None) -> None:
+        """Until the queue holds ``count`` entries, ``timeout`` seconds pass, or ``wake`` is called."""
+        if len(self) >= count:
+            return
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self.waiter, self.want = fut, count
+        handle = None if timeout is None else loop.call_later(timeout, self.wake)
+        try:
+            await fut
+        finally:
+            self.waiter, self.want = None, NEVER
+            if handle is not None:
+                handle.cancel()
+
+    def wake(self) -> None:
+        """End the reader's wait now (a request finished, or the webhook is closing)."""
+        fut = self.waiter
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def _arrived(self, size: int) -> None:
+        if size >= self.want:
+            self.wake()
 
     @abstractmethod
     def put(self, data: bytes, key: str) -> bool:
@@ -96,8 +132,11 @@ class MemoryQueue(EventQueue):
         ):
             self._dropped["queue_full"] += 1
             return False
-        self._q.append((data, key))
+        q = self._q
+        q.append((data, key))
         self._bytes += size
+        if len(q) >= self.want:  # the reader waits for this many: wake it
+            self.wake()
         return True
 
     def _make_room(self, size: int) -> bool:
@@ -131,6 +170,7 @@ class MemoryQueue(EventQueue):
     def unpop(self, entries: list[Entry]) -> None:
         self._q.extendleft(reversed(entries))
         self._bytes += sum(len(e[0]) for e in entries)
+        self._arrived(len(self._q))
 
     def clear(self) -> int:
         n = len(self._q)

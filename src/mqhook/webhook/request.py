@@ -29,6 +29,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 from mqhook import __version__
+from mqhook.errors import MqhookError
 from mqhook.webhook.encode import meta_prefix, splice
 from mqhook.webhook.http import ConnectError, HttpClient, HttpError, RequestTimeout, Response
 from mqhook.webhook.model import WebhookConfig
@@ -49,7 +50,7 @@ _DIGITS = re.compile(rb"\d+")
 _TIMESTAMP = re.compile(rb'"timestamp":(\d+)')
 
 
-class RenderRefused(Exception):
+class RenderRefused(MqhookError):
     """A request could not be built safely (a header rendered CR/LF/NUL); it is not sent."""
 
 

@@ -24,9 +24,15 @@ from typing import Any
 
 import msgspec
 
+from mqhook.errors import ConfigError
+
 _TOKEN_RE = re.compile(r"\$\$\{|\$\{([^{}]*)\}")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
+
+
+class TemplateError(ConfigError, ValueError):
+    """A template that cannot be compiled; a ValueError too, so msgspec reports it with its field."""
 
 
 class _Missing:
@@ -180,17 +186,17 @@ def _parse_var(expr: str, source: str) -> Var:
     path = tuple(text.split("."))
     if not text or any(not key for key in path):
         expected = "${field}, ${a.b}, ${.} or ${json:field}"
-        raise ValueError(f"bad variable ${{{expr}}} in {source!r}: expected {expected}")
+        raise TemplateError(f"bad variable ${{{expr}}} in {source!r}: expected {expected}")
     return Var(path, as_json)
 
 
 def _check_literal(text: str, source: str) -> None:
     if "${" in text:
-        raise ValueError(f"unterminated '${{' in {source!r}; write '$${{' for a literal '${{'")
+        raise TemplateError(f"unterminated '${{' in {source!r}; write '$${{' for a literal '${{'")
 
 
 def compile_template(source: str) -> Template:
-    """Parse ``source``; raises ValueError on an unterminated ``${`` or an empty variable."""
+    """Parse ``source``; raises TemplateError on an unterminated ``${`` or an empty variable."""
     parts: list[str | Var] = []
     literal: list[str] = []
     pos = 0

@@ -1,37 +1,78 @@
-"""``Webhook``: one configured webhook as an event sink; ``WebhookManager``: all of them.
+"""``Webhook``: one configured webhook, from the events it accepts to the requests that carry them.
 
-A ``Webhook`` satisfies the events layer's ``EventSink`` protocol: ``name``, ``events``,
-``topics``, ``payload_encoding``, a non-blocking ``put``, ``saturated`` and ``on_relief``.
-``put`` runs on the broker's hot path: it appends the event's JSON (shared by every webhook)
-to the bounded queue and, only if the sender sleeps on it, wakes the sender. No logging, no
-locks, no per-event objects beyond the queue entry.
-It must be called from the thread running the event loop (the broker's only thread).
+A ``Webhook`` is an ``EventConsumer`` of the events layer (``name``, ``events``, ``topics``,
+``payload_encoding``, a non-blocking ``put``, ``saturated``, ``on_relief``) and the delivery engine
+behind it. ``put`` runs on the broker's hot path: it appends the event's JSON (shared by every
+webhook) to the bounded queue (``queue.EventQueue``) and, only if the sender sleeps on it, wakes
+the sender. No logging, no locks, no per-event objects beyond the queue entry. It must be called
+from the thread running the event loop (the broker's only thread).
 
-Counters are plain ints on the webhook (``webhook.success``...; see ``counters.Counters``).
-The manager's ``test`` is the Test button (``probe.probe``).
+The sender task turns queued events into requests (``request.RequestBuilder``) sent through one
+``http.HttpClient`` (``request.make_client``): a keep-alive pool of at most ``pool_size``
+connections, each attempt bounded by ``request_timeout`` and its connect by ``connect_timeout``
+(EMQX: one connection pool per connector, ``pool_size`` 8). The sender:
+
+1. waits for events; with ``batch_size > 1`` and ``batch_time > 0`` it lingers up to ``batch_time``
+   for a full batch (EMQX sends one event per request and has no batching);
+2. keeps at most ``inflight_window`` requests taken from the queue and not finished (sending,
+   waiting for a pooled connection, or waiting to retry); at most ``pool_size`` of them are on the
+   wire at once, so ``request_timeout`` measures the HTTP exchange, not a wait for the pool;
+3. with ``ordering = "per_client"`` never has two unfinished requests holding events of the same
+   clientid, so one client's events are never sent before its earlier ones complete, while other
+   clients proceed (EMQX needs ``inflight_window = 1`` for that, globally);
+4. retries per ``request.classify`` with ``request.backoff_delay`` up to ``max_retries``; every event
+   ends counted as success, failed or dropped by reason (never silently lost).
+
+A request task that finishes sends the next full batch itself (no sender wake-up, no new task:
+under load every request then costs one loop step fewer).
+
+``close(drain_timeout)`` refuses new events, stops the sender from lingering, lets it send what it
+can within the timeout, then cancels; whatever is left is counted ``dropped["stopped"]``.
+
+Counters are plain ints on the webhook (``webhook.success``...; see ``counters.Counters``). Metrics,
+once per request (never per event): ``batch_events`` when a request is built, ``outcomes`` and
+``request_seconds`` per attempt, and on a 2xx ``delivery_seconds``, the age of the batch's oldest
+event (its ``timestamp``, read from its JSON) counted once for each event of the batch: exact with
+``batch_size`` 1, an upper bound for the newer events of a larger batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable
 from typing import Any
 
-from mqhook.errors import ConfigError
 from mqhook.webhook.counters import Counters
-from mqhook.webhook.dispatcher import Dispatcher
+from mqhook.webhook.http import HttpClient
 from mqhook.webhook.model import WebhookConfig
-from mqhook.webhook.probe import TestResult, probe
-from mqhook.webhook.queue import EventQueue, MemoryQueue
-from mqhook.webhook.request import RequestBuilder
+from mqhook.webhook.queue import NEVER, Entry, EventQueue, MemoryQueue
+from mqhook.webhook.request import (
+    FAIL,
+    SUCCESS,
+    RenderRefused,
+    Request,
+    RequestBuilder,
+    backoff_delay,
+    classify,
+    created_ms,
+    describe,
+    make_client,
+    retry_statuses,
+    send_once,
+)
+
+__all__ = ["Webhook"]
 
 log = logging.getLogger(__name__)
+EXHAUSTED = "retries_exhausted"
+
+Taken = tuple[Request, list[Entry], "set[str] | None"]  # a request, its events, the clientids it holds
 
 
 class Webhook(Counters):
-    """One webhook: config, queue, dispatcher and counters."""
+    """One webhook: config, queue, sender and counters (see the module docstring)."""
 
     def __init__(self, cfg: WebhookConfig, queue: EventQueue | None = None) -> None:
         super().__init__()
@@ -46,9 +87,27 @@ class Webhook(Counters):
         self.saturated = False  # True from when the queue passes 80% of a bound until it falls to 50% of both
         self._relief: list[Callable[[], None]] = []
         self._closed = False
-        self._dispatcher = Dispatcher(cfg, self._queue, self, RequestBuilder(cfg), self._popped)
+        # The sender's settings, read once.
+        self._builder = RequestBuilder(cfg)
+        self._batch_size = cfg.batch_size
+        self._linger = cfg.batch_time_s if cfg.batch_size > 1 else 0.0
+        self._window = cfg.inflight_window
+        self._per_client = cfg.ordering == "per_client"
+        self._max_retries = cfg.max_retries
+        self._backoff = (cfg.retry_backoff_s, cfg.retry_backoff_max_s)
+        self._retry_on = retry_statuses(cfg)
+        # The sender's state.
+        self._busy: set[str] = set()  # clientids with an unfinished request (per_client ordering)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._client: HttpClient | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._pool = asyncio.Semaphore(cfg.pool_size)
+        self._progress = asyncio.Event()
+        self._closing = False
+        self._failing = False
+        self._wake_on_done = False  # the sender waits for a request to finish
 
-    # -- EventSink -------------------------------------------------------------------------
+    # -- EventConsumer ------------------------------------------------------------------------------
     def put(self, raw: bytes, clientid: str) -> bool:
         """Queue one event's JSON (non-blocking). False if it was dropped (overflow, or closed)."""
         self.matched += 1
@@ -56,11 +115,8 @@ class Webhook(Counters):
             self.dropped["stopped"] += 1
             return False
         q = self._queue
-        if not q.put(raw, clientid):
+        if not q.put(raw, clientid):  # wakes the sender if it waits for this many events
             return False
-        d = self._dispatcher
-        if d.waiter is not None and len(q) >= d.want:
-            d.wake()
         if self._backpressure and not self.saturated and q.over_high_water:
             self.saturated = True
         return True
@@ -73,6 +129,7 @@ class Webhook(Counters):
             callback()
 
     def _popped(self) -> None:
+        """Events left the queue: relieve the publishers once it is under its low water."""
         if self.saturated and self._queue.under_low_water:
             self.saturated = False
             callbacks, self._relief = self._relief, []
@@ -82,17 +139,40 @@ class Webhook(Counters):
                 except Exception:
                     log.exception("webhook %s: on_relief callback failed", self.name)
 
-    # -- lifecycle -------------------------------------------------------------------------
+    # -- lifecycle --------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Start the sender on ``loop`` (default: the running loop). Events put before are kept."""
-        self._dispatcher.start(loop or asyncio.get_running_loop())
+        if self._sender is None:
+            loop = loop or asyncio.get_running_loop()
+            self._client = make_client(self.config)
+            self._sender = loop.create_task(self._run(), name=f"webhook-{self.name}")
 
     async def close(self, drain_timeout: float = 5.0) -> None:
         """Refuse new events, deliver what can be delivered in ``drain_timeout`` s, drop the rest."""
         self._closed = True
-        await self._dispatcher.close(drain_timeout)
+        self._closing = True
+        self._queue.wake()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout
+        while self._sender is not None and not self._sender.done() and (len(self._queue) or self._tasks):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), remaining)
+            except TimeoutError:
+                break
+        pending = [t for t in (self._sender, *self._tasks) if t is not None]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        self.dropped["stopped"] += self._queue.clear()
+        self._popped()
+        if self._client is not None:
+            await self._client.close()
 
-    # -- introspection -----------------------------------------------------------------------
+    # -- introspection ------------------------------------------------------------------------------
     @property
     def queuing(self) -> int:
         return len(self._queue)
@@ -110,44 +190,147 @@ class Webhook(Counters):
     def __repr__(self) -> str:
         return f"<Webhook {self.name} queuing={len(self._queue)} inflight={self.inflight}>"
 
+    # -- the sender -----------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        q = self._queue
+        while True:
+            if not len(q):
+                await q.wait(1)
+                continue
+            if self.inflight >= self._window:
+                await self._wait_for_done(NEVER)
+                continue
+            if self._linger and len(q) < self._batch_size and not self._closing:
+                await q.wait(self._batch_size, self._linger)
+            batch = q.pop_batch(self._batch_size, self._busy if self._per_client else None)
+            if not batch:  # every queued event belongs to a client with a request unfinished
+                await self._wait_for_done(len(q) + 1)  # or for a new event
+                continue
+            self._popped()
+            self._spawn(batch)
 
-def _default_node() -> str:
-    return "mqhook@" + socket.gethostname()
+    async def _wait_for_done(self, count: int) -> None:
+        """Until a request finishes (or the queue holds ``count`` events)."""
+        self._wake_on_done = True
+        try:
+            await self._queue.wait(count)
+        finally:
+            self._wake_on_done = False
 
+    def _spawn(self, batch: list[Entry]) -> None:
+        taken = self._take(batch)
+        if taken is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._deliver(*taken))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-class WebhookManager:
-    """Every configured webhook; only enabled ones are ``sinks`` and get started."""
+    def _take(self, batch: list[Entry]) -> Taken | None:
+        """Build the request for (the head of) a popped batch and count it in flight; None if refused."""
+        q = self._queue
+        try:
+            req = self._builder.build(batch)
+        except Exception as exc:  # RenderRefused, or a bug: never let the sender die
+            if not isinstance(exc, RenderRefused):
+                log.exception("webhook %s: cannot build a request", self.name)
+            q.unpop(batch[1:])
+            q.done(batch[:1])
+            self.dropped["request_refused"] += 1
+            self._note_error(f"request refused, not sent: {exc}")
+            return None
+        if req.count < len(batch):
+            q.unpop(batch[req.count :])
+            batch = batch[: req.count]
+        keys: set[str] | None = None
+        if self._per_client:
+            keys = {key for _, key in batch}
+            self._busy |= keys
+        self.batch_events.observe(req.count)
+        self.inflight += 1
+        self.inflight_events += req.count
+        self._progress.set()
+        return req, batch, keys
 
-    def __init__(self, configs: Iterable[WebhookConfig], node: str | None = None) -> None:
-        self.node = node or _default_node()
-        self._hooks: dict[str, Webhook] = {}
-        for i, cfg in enumerate(configs):
-            if cfg.name in self._hooks:
-                raise ConfigError(f"$.webhooks[{i}].name: {cfg.name!r} is invalid; expected a name not used before")
-            self._hooks[cfg.name] = Webhook(cfg)
+    def _next(self) -> Taken | None:
+        """A full batch to send right away, from a request task that just finished; None: leave it to
+        the sender (it lingers for partial batches and waits out the window)."""
+        q = self._queue
+        if len(q) < self._batch_size or self.inflight >= self._window:
+            return None
+        batch = q.pop_batch(self._batch_size, self._busy if self._per_client else None)
+        if not batch:
+            return None
+        self._popped()
+        return self._take(batch)
 
-    @property
-    def sinks(self) -> list[Webhook]:
-        return [w for w in self._hooks.values() if w.config.enable]
+    async def _deliver(self, req: Request, batch: list[Entry], keys: set[str] | None) -> None:
+        """Send one request to its end, then, while full batches wait, the next ones."""
+        taken: Taken | None = (req, batch, keys)
+        while taken is not None:
+            await self._deliver_one(*taken)
+            taken = self._next()
 
-    def get(self, name: str) -> Webhook | None:
-        return self._hooks.get(name)
+    async def _deliver_one(self, req: Request, batch: list[Entry], keys: set[str] | None) -> None:
+        verdict = None
+        try:
+            verdict = await self._attempts(req)
+        except Exception as exc:  # a bug, not an HTTP outcome: count the events failed, keep going
+            log.exception("webhook %s: delivery error", self.name)
+            self.record_error(f"internal error: {exc!r}")
+            verdict = FAIL
+        finally:
+            n = req.count
+            self.inflight -= 1
+            self.inflight_events -= n
+            if verdict == SUCCESS:
+                self.success += n
+                created = created_ms(batch[0][0])
+                if created is not None:
+                    self.delivery_seconds.observe(max(0.0, time.time() - created / 1000.0), n)
+            elif verdict == FAIL:
+                self.failed += n
+            elif verdict == EXHAUSTED:
+                self.dropped[EXHAUSTED] += n
+            else:  # cancelled by close()
+                self.dropped["stopped"] += n
+            if keys:
+                self._busy -= keys
+            self._queue.done(batch)
+            self._progress.set()
+            if self._wake_on_done:
+                self._queue.wake()
 
-    def __iter__(self) -> Any:
-        return iter(self._hooks.values())
+    async def _attempts(self, req: Request) -> str:
+        """Send until success, a non-retriable answer, or the retry budget is spent."""
+        assert self._client is not None
+        attempt = 0
+        while True:
+            async with self._pool:
+                out = await send_once(self._client, req, self._builder.attempt_headers(req))
+            self.requests += 1
+            self.outcomes[out.kind] += 1
+            self.request_seconds.observe(out.latency)
+            verdict = classify(out, self._retry_on)
+            if verdict == SUCCESS:
+                self._note_success()
+                return SUCCESS
+            self._note_error(describe(req, out))
+            if verdict == FAIL:
+                return FAIL
+            if attempt >= self._max_retries:
+                return EXHAUSTED
+            delay = backoff_delay(attempt, self._backoff[0], self._backoff[1], out)
+            attempt += 1
+            self.retried += req.count
+            await asyncio.sleep(delay)
 
-    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        loop = loop or asyncio.get_running_loop()
-        for hook in self.sinks:
-            hook.start(loop)
+    def _note_error(self, message: str) -> None:
+        self.record_error(message)
+        if not self._failing:
+            self._failing = True
+            log.warning("webhook %s: %s", self.name, message)
 
-    async def close(self, drain_timeout: float = 5.0) -> None:
-        """Close every webhook concurrently, each with the same drain budget."""
-        await asyncio.gather(*(w.close(drain_timeout) for w in self._hooks.values()))
-
-    def stats(self) -> dict[str, dict[str, Any]]:
-        return {name: hook.stats() for name, hook in self._hooks.items()}
-
-    async def test(self, cfg: WebhookConfig) -> TestResult:
-        """Send one real sample request per ``cfg`` (the Test button); errors are in the result."""
-        return await probe(cfg, self.node)
+    def _note_success(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.info("webhook %s: delivering again", self.name)

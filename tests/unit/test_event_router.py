@@ -1,5 +1,5 @@
-"""EventHooks: want_* flags, topic routing, zero cost when nobody listens, one build per encoding,
-pressure and on_relief. The broker runs without sockets (``brokerkit``)."""
+"""EventRouter: which hook points it fills, topic routing, zero cost when nobody listens, one write
+per payload encoding, and backpressure. The broker runs without sockets (``brokerkit``)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from typing import Any
 
 import pytest
 
-from mqhook import hooks as H
 from mqhook.broker.broker import Broker
+from mqhook.broker.hooks import HOOKPOINTS
 from mqhook.broker.message import Message
-from mqhook.events import EventHooks, MessageWriter
-from mqhook.events import build as B
-from mqhook.events import hooks as event_hooks
+from mqhook.errors import ConfigError
+from mqhook.events import EVENT_NAMES, EventRouter, catalogue, router
 from mqhook.matcher import TopicTrie
 from mqhook.mqtt import packets as P
 
@@ -22,23 +21,6 @@ from .brokerkit import Client, make_broker
 from .test_events import RecordingSink
 
 NODE = "mqhook@test"
-# What EventHooks calls to make each event: a MessageWriter method, or a builder in ``build``.
-WRITERS = {
-    "message_publish": "publish",
-    "message_dropped": "dropped",
-    "message_delivered": "delivered",
-    "message_acked": "acked",
-    "delivery_dropped": "delivery_dropped",
-}
-BUILDERS = [
-    "client_connected",
-    "client_connack",
-    "client_disconnected",
-    "check_authz_complete",
-    "check_authn_complete",
-    "session_subscribed",
-    "session_unsubscribed",
-]
 
 
 class FakeSink(RecordingSink):
@@ -65,17 +47,19 @@ class FakeSink(RecordingSink):
 
 @pytest.fixture
 def builds(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
-    """Counts calls of every event writer and builder (what EventHooks calls to make an event)."""
-    counts = dict.fromkeys([*WRITERS, *BUILDERS], 0)
-    targets = [(MessageWriter, method, name) for name, method in WRITERS.items()]
-    for owner, attr, name in [*targets, *((B, name, name) for name in BUILDERS)]:
-        real = getattr(owner, attr)
+    """Counts, per event name, the calls of its writer or builder (the table's functions, wrapped)."""
+    counts = dict.fromkeys(EVENT_NAMES, 0)
+    rows = []
+    for row in catalogue.EVENTS:
+        field = "write" if isinstance(row, catalogue.MessageEvent) else "build"
+        real = getattr(row, field)
 
-        def counting(*args: Any, _real: Any = real, _name: str = name) -> Any:
+        def counting(*args: Any, _real: Any = real, _name: str = row.name) -> Any:
             counts[_name] += 1
             return _real(*args)
 
-        monkeypatch.setattr(owner, attr, counting)
+        rows.append(row._replace(**{field: counting}))
+    monkeypatch.setattr(router, "EVENTS", tuple(rows))
     yield counts
 
 
@@ -83,11 +67,21 @@ def msg(topic: str, payload: bytes = b"p") -> Message:
     return Message(topic, payload, 0, False, {}, "pub")
 
 
-def broker_with(*sinks: Any) -> tuple[Broker, EventHooks]:
+def routed(*sinks: Any) -> tuple[Broker, EventRouter]:
     broker, _ = make_broker()
-    hooks = EventHooks(NODE, list(sinks))
-    broker.hooks = hooks
-    return broker, hooks
+    return broker, EventRouter(NODE, broker.hooks, broker.backpressure, list(sinks))
+
+
+def filled(broker: Broker) -> set[str]:
+    """The events whose hook point has a listener."""
+    return {name for name, slot in HOOKPOINTS.items() if getattr(broker.hooks, slot) is not None}
+
+
+def publish(broker: Broker, m: Message) -> None:
+    """What the broker's message.publish call site does."""
+    fire = broker.hooks.message_publish
+    if fire is not None:
+        fire(m)
 
 
 def connected(broker: Broker, client_id: str = "c") -> Client:
@@ -96,33 +90,30 @@ def connected(broker: Broker, client_id: str = "c") -> Client:
     return c
 
 
-# -- want flags and the zero-cost rule ----------------------------------------------------------
+# -- which hook points are filled, and the zero-cost rule -----------------------------------------
 
 
-@pytest.mark.parametrize("event", H.ALL_EVENTS)
-def test_a_flag_is_set_only_for_wanted_events(event: str) -> None:
-    hooks = EventHooks(NODE, [RecordingSink(events=[event])])
-    flags = {flag: getattr(hooks, flag) for flag in event_hooks.WANT_FLAGS.values()}
-    assert flags == {flag: flag == event_hooks.WANT_FLAGS[event] for flag in flags}
+@pytest.mark.parametrize("event", EVENT_NAMES)
+def test_only_the_hook_point_of_a_wanted_event_is_filled(event: str) -> None:
+    broker, _ = routed(RecordingSink(events=[event]))
+    assert filled(broker) == {event}
 
 
-def test_no_sinks_want_nothing() -> None:
-    hooks = EventHooks(NODE, [])
-    assert not any(getattr(hooks, flag) for flag in event_hooks.WANT_FLAGS.values())
-    assert set(event_hooks.WANT_FLAGS) == set(H.ALL_EVENTS)
-    assert hooks.pressure is False
+def test_no_consumers_fill_nothing() -> None:
+    broker, _ = routed()
+    assert filled(broker) == set()
+    assert broker.backpressure.active is False
 
 
-def test_sink_wanting_only_connected_costs_nothing_on_publish(builds: dict[str, int]) -> None:
+def test_a_consumer_wanting_only_connected_costs_nothing_on_publish(builds: dict[str, int]) -> None:
     sink = RecordingSink(events=["client.connected"])
-    broker, hooks = broker_with(sink)
-    assert hooks.want_connected and not hooks.want_publish and not hooks.want_delivered
+    broker, _ = routed(sink)
     c = connected(broker)
     c.send(P.Subscribe(1, [P.Subscription("t", 1)]))
     c.send(P.Publish("t", b"x", 1, packet_id=1))
     c.send(P.Publish("none", b"x", 0))
     assert [type(e).__name__ for e in sink.got] == ["ClientConnected"]
-    assert builds == {name: int(name == "client_connected") for name in [*WRITERS, *BUILDERS]}
+    assert builds == {name: int(name == "client.connected") for name in EVENT_NAMES}
 
 
 def test_no_trie_lookup_for_an_event_nobody_wants(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,13 +133,9 @@ def test_no_trie_lookup_for_an_event_nobody_wants(monkeypatch: pytest.MonkeyPatc
             lookups.append(topic)
             return self.trie.match(topic)
 
-    monkeypatch.setattr(event_hooks, "TopicTrie", SpyTrie)
-    hooks = EventHooks(NODE, [RecordingSink(events=["message.delivered"], topics=("t", "u/+"))])
-    hooks.message_publish(msg("t"))  # even if a call site ignored want_publish
-    hooks.message_dropped(msg("t"), "no_subscribers")
-    assert lookups == []
-    broker, _ = make_broker()
-    broker.hooks = hooks
+    monkeypatch.setattr(router, "TopicTrie", SpyTrie)
+    broker, _ = routed(RecordingSink(events=["message.delivered"], topics=("t", "u/+")))
+    assert broker.hooks.message_publish is None and broker.hooks.message_dropped is None
     c = connected(broker)
     c.send(P.Publish("t", b"x", 0))  # no subscriber: no delivery, so no lookup at all
     assert lookups == []
@@ -156,22 +143,23 @@ def test_no_trie_lookup_for_an_event_nobody_wants(monkeypatch: pytest.MonkeyPatc
     c.send(P.Publish("t", b"x", 0))
     assert lookups == ["t"]  # the spy is live: the delivery was looked up
     lookups.clear()
-    every = EventHooks(NODE, [RecordingSink(events=["message.publish"])])  # topics ("#",): no lookup needed
-    every.message_publish(msg("t"))
-    every.message_publish(msg("$SYS/t"))
-    assert lookups == [] and [e.topic for e in every.sinks[0].got] == ["t"]  # type: ignore[attr-defined]
+    every = RecordingSink(events=["message.publish"])  # topics ("#",): no lookup needed
+    broker, _ = routed(every)
+    publish(broker, msg("t"))
+    publish(broker, msg("$SYS/t"))
+    assert lookups == [] and [e.topic for e in every.got] == ["t"]
 
 
 def test_unmatched_topic_puts_nothing_and_builds_nothing(builds: dict[str, int]) -> None:
     sink = RecordingSink(events=["message.publish", "message.dropped"], topics=("a/#",))
-    broker, _ = broker_with(sink)
+    broker, _ = routed(sink)
     c = connected(broker)
     c.send(P.Publish("b", b"x", 0))
-    assert sink.got == [] and builds["message_publish"] == 0 and builds["message_dropped"] == 0
+    assert sink.got == [] and builds["message.publish"] == 0 and builds["message.dropped"] == 0
     c.send(P.Publish("a", b"x", 0))  # 'a/#' matches its parent level [MQTT-4.7.1-2]
     c.send(P.Publish("a/x/y", b"x", 0))
     assert [e.topic for e in sink.got] == ["a", "a", "a/x/y", "a/x/y"]  # publish + dropped each
-    assert builds["message_publish"] == 2 and builds["message_dropped"] == 2
+    assert builds["message.publish"] == 2 and builds["message.dropped"] == 2
 
 
 # -- topic routing ------------------------------------------------------------------------------
@@ -181,9 +169,9 @@ def test_topic_filters_route_message_events() -> None:
     a = RecordingSink(events=["message.publish"], topics=("a/#",), name="a")
     plus = RecordingSink(events=["message.publish"], topics=("+/x",), name="plus")
     every = RecordingSink(events=["message.publish"], name="every")
-    hooks = EventHooks(NODE, [a, plus, every])
+    broker, _ = routed(a, plus, every)
     for topic in ("a/x", "b/x", "a/y", "c"):
-        hooks.message_publish(msg(topic))
+        publish(broker, msg(topic))
     assert [e.topic for e in a.got] == ["a/x", "a/y"]
     assert [e.topic for e in plus.got] == ["a/x", "b/x"]
     assert [e.topic for e in every.got] == ["a/x", "b/x", "a/y", "c"]
@@ -193,22 +181,23 @@ def test_dollar_topics_are_not_matched_by_leading_wildcards() -> None:
     every = RecordingSink(events=["message.publish"], topics=("#",))
     plus = RecordingSink(events=["message.publish"], topics=("+/x",))
     sys = RecordingSink(events=["message.publish"], topics=("$SYS/#",))
-    hooks = EventHooks(NODE, [every, plus, sys])
-    hooks.message_publish(msg("$SYS/x"))
+    broker, _ = routed(every, plus, sys)
+    publish(broker, msg("$SYS/x"))
     assert every.got == [] and plus.got == []  # like EMQX's FROM "#" [MQTT-4.7.2-1]
     assert [e.topic for e in sys.got] == ["$SYS/x"]
 
 
-def test_overlapping_filters_give_one_event_per_sink() -> None:
+def test_overlapping_filters_give_one_event_per_consumer() -> None:
     sink = RecordingSink(events=["message.publish"], topics=("a/#", "a/b", "+/b"))
-    EventHooks(NODE, [sink]).message_publish(msg("a/b"))
+    broker, _ = routed(sink)
+    publish(broker, msg("a/b"))
     assert len(sink.got) == 1
 
 
 def test_filters_apply_to_every_message_event() -> None:
     events = ["message.delivered", "message.acked", "message.dropped", "delivery.dropped"]
     sink = RecordingSink(events=events, topics=("keep/#",))
-    broker, _ = broker_with(sink)
+    broker, _ = routed(sink)
     sub = connected(broker, "sub")
     sub.send(P.Subscribe(1, [P.Subscription("#", 1, no_local=True)]))
     for n, topic in enumerate(("keep/1", "skip/1"), start=1):
@@ -223,35 +212,36 @@ def test_filters_apply_to_every_message_event() -> None:
     assert sorted(sink.names()) == sorted(events)
 
 
-def test_one_build_per_payload_encoding(builds: dict[str, int]) -> None:
+def test_one_write_per_payload_encoding(builds: dict[str, int]) -> None:
     plain1 = RecordingSink(events=["message.publish"], payload_encoding="plain")
     plain2 = RecordingSink(events=["message.publish"], payload_encoding="plain", topics=("t",))
     b64 = RecordingSink(events=["message.publish"], payload_encoding="base64")
-    EventHooks(NODE, [plain1, plain2, b64]).message_publish(msg("t", b"\xff"))
-    assert builds["message_publish"] == 2
+    broker, _ = routed(plain1, plain2, b64)
+    publish(broker, msg("t", b"\xff"))
+    assert builds["message.publish"] == 2
     assert plain1.raws[0] is plain2.raws[0] and plain1.got[0].payload == "\ufffd"  # the same bytes
     assert b64.got[0].payload == "/w==" and b64.got[0].id == plain1.got[0].id
 
 
 def test_client_events_ignore_topics_and_are_built_once(builds: dict[str, int]) -> None:
     sinks = [RecordingSink(events=["client.connected"], topics=("nothing/matches",)) for _ in range(3)]
-    broker, _ = broker_with(*sinks)
+    broker, _ = routed(*sinks)
     connected(broker)
-    assert builds["client_connected"] == 1
+    assert builds["client.connected"] == 1
     assert sinks[0].raws[0] is sinks[1].raws[0] is sinks[2].raws[0]
 
 
-def test_set_sinks_rebuilds_indexes() -> None:
+def test_set_consumers_refills_the_hook_points() -> None:
     first = RecordingSink(events=["message.publish"])
-    broker, hooks = broker_with(first)
+    broker, events = routed(first)
     second = RecordingSink(events=["client.connected", "session.subscribed"])
-    hooks.set_sinks([second])
-    assert not hooks.want_publish and hooks.want_connected and hooks.want_subscribed
+    events.set_consumers([second])
+    assert filled(broker) == {"client.connected", "session.subscribed"}
     c = connected(broker)
     c.send(P.Publish("t", b"x", 0))
     assert first.got == [] and second.names() == ["client.connected"]
-    hooks.set_sinks([])
-    assert not hooks.want_connected
+    events.set_consumers([])
+    assert filled(broker) == set()
 
 
 @pytest.mark.parametrize(
@@ -262,103 +252,122 @@ def test_set_sinks_rebuilds_indexes() -> None:
         ({"topics": ("a/#/b",)}, "topic filter 'a/#/b'"),
     ],
 )
-def test_bad_sink_is_refused_and_changes_nothing(kw: dict[str, Any], message: str) -> None:
+def test_a_bad_consumer_is_refused_and_changes_nothing(kw: dict[str, Any], message: str) -> None:
     good = RecordingSink(events=["client.connected"])
-    hooks = EventHooks(NODE, [good])
-    with pytest.raises(ValueError, match=message):
-        hooks.set_sinks([RecordingSink(name="bad", **kw)])
-    assert hooks.sinks == (good,) and hooks.want_connected and not hooks.want_publish
+    broker, events = routed(good)
+    with pytest.raises(ConfigError, match=message):
+        events.set_consumers([RecordingSink(name="bad", **kw)])
+    assert events.consumers == (good,) and filled(broker) == {"client.connected"}
 
 
-def test_a_failing_sink_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_consumer_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
     class Broken(RecordingSink):
-        def put(self, event: Any) -> bool:
+        def put(self, raw: bytes, clientid: str) -> bool:
             raise RuntimeError("boom")
 
     good = RecordingSink(events=["message.publish"])
-    hooks = EventHooks(NODE, [Broken(events=["message.publish"], name="broken"), good])
+    broker, _ = routed(Broken(events=["message.publish"], name="broken"), good)
     with caplog.at_level(logging.ERROR, logger="mqhook.events"):
-        hooks.message_publish(msg("t"))
+        publish(broker, msg("t"))
     assert len(good.got) == 1 and "broken" in caplog.text
 
 
-# -- pressure and on_relief ---------------------------------------------------------------------
+def test_a_failing_consumer_alone_on_every_topic_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(RecordingSink):
+        def put(self, raw: bytes, clientid: str) -> bool:
+            raise RuntimeError("boom")
+
+    broker, _ = routed(Broken(events=["message.publish"], name="alone"))  # the fast path of one consumer on '#'
+    c = connected(broker)
+    with caplog.at_level(logging.ERROR, logger="mqhook.events"):
+        c.send(P.Publish("t", b"x", 1, packet_id=1))
+    assert "alone" in caplog.text
+    (ack,) = c.link.take()
+    assert isinstance(ack, P.Puback)  # the publisher is served anyway
+
+
+# -- backpressure -------------------------------------------------------------------------------
 
 
 def test_on_relief_without_pressure_calls_at_once() -> None:
-    hooks = EventHooks(NODE, [FakeSink(events=["message.publish"], high_water=10)])
+    broker, _ = routed(FakeSink(events=["message.publish"], high_water=10))
     calls: list[int] = []
-    hooks.on_relief(lambda: calls.append(1))
-    assert calls == [1] and hooks.pressure is False
+    broker.backpressure.on_relief(lambda: calls.append(1))
+    assert calls == [1] and broker.backpressure.active is False
 
 
-def test_pressure_follows_a_saturated_sink() -> None:
-    sink = FakeSink(events=["message.publish"], high_water=2)
-    hooks = EventHooks(NODE, [sink])
-    hooks.message_publish(msg("t"))
-    assert hooks.pressure is False
-    hooks.message_publish(msg("t"))
-    assert hooks.pressure is True and len(sink.relief) == 1
-    hooks.message_publish(msg("t"))
+@pytest.mark.parametrize("topics", [("#",), ("t", "u")], ids=["one-on-every-topic", "by-filter"])
+def test_backpressure_follows_a_saturated_consumer(topics: tuple[str, ...]) -> None:
+    sink = FakeSink(events=["message.publish"], topics=topics, high_water=2)
+    broker, _ = routed(sink)
+    bp = broker.backpressure
+    publish(broker, msg("t"))
+    assert bp.active is False
+    publish(broker, msg("t"))
+    assert bp.active is True and len(sink.relief) == 1
+    publish(broker, msg("t"))
     assert len(sink.relief) == 1  # one relief request per saturation
     calls: list[int] = []
-    hooks.on_relief(lambda: calls.append(1))
+    bp.on_relief(lambda: calls.append(1))
     assert calls == []
     sink.drain()
-    assert calls == [1] and hooks.pressure is False
+    assert calls == [1] and bp.active is False
     sink.drain()
     assert calls == [1]  # once only
 
 
-def test_relief_waits_for_every_saturated_sink() -> None:
+def test_relief_waits_for_every_saturated_consumer() -> None:
     a = FakeSink(events=["message.publish"], high_water=1, name="a")
     b = FakeSink(events=["client.connected"], high_water=1, name="b")
-    broker, hooks = broker_with(a, b)
+    broker, _ = routed(a, b)
     connected(broker)  # b saturated
-    hooks.message_publish(msg("t"))  # a saturated
+    publish(broker, msg("t"))  # a saturated
     calls: list[str] = []
-    hooks.on_relief(lambda: calls.append("x"))
+    broker.backpressure.on_relief(lambda: calls.append("x"))
     a.drain()
-    assert calls == [] and hooks.pressure is True
+    assert calls == [] and broker.backpressure.active is True
     b.drain()
-    assert calls == ["x"] and hooks.pressure is False
+    assert calls == ["x"] and broker.backpressure.active is False
 
 
-def test_relief_waits_only_for_sinks_saturated_when_asked() -> None:
+def test_relief_waits_only_for_consumers_saturated_when_asked() -> None:
     a = FakeSink(events=["message.publish"], topics=("a",), high_water=1, name="a")
     b = FakeSink(events=["message.publish"], topics=("b",), high_water=1, name="b")
-    hooks = EventHooks(NODE, [a, b])
-    hooks.message_publish(msg("a"))
+    broker, _ = routed(a, b)
+    bp = broker.backpressure
+    publish(broker, msg("a"))
     calls: list[str] = []
-    hooks.on_relief(lambda: calls.append("x"))
-    hooks.message_publish(msg("b"))  # b saturates after the callback was registered
+    bp.on_relief(lambda: calls.append("x"))
+    publish(broker, msg("b"))  # b saturates after the callback was registered
     a.drain()
-    assert calls == ["x"] and hooks.pressure is True  # b still holds publishers that ask from now on
+    assert calls == ["x"] and bp.active is True  # b still holds publishers that ask from now on
     late: list[str] = []
-    hooks.on_relief(lambda: late.append("y"))
+    bp.on_relief(lambda: late.append("y"))
     b.drain()
-    assert late == ["y"] and hooks.pressure is False
+    assert late == ["y"] and bp.active is False
 
 
-def test_removing_a_saturated_sink_releases_pressure() -> None:
+def test_removing_a_saturated_consumer_releases_publishers() -> None:
     sink = FakeSink(events=["message.publish"], high_water=1)
-    hooks = EventHooks(NODE, [sink])
-    hooks.message_publish(msg("t"))
+    broker, events = routed(sink)
+    publish(broker, msg("t"))
     calls: list[int] = []
-    hooks.on_relief(lambda: calls.append(1))
-    hooks.set_sinks([])
-    assert calls == [1] and hooks.pressure is False
+    broker.backpressure.on_relief(lambda: calls.append(1))
+    events.set_consumers([])
+    assert calls == [1] and broker.backpressure.active is False
     sink.drain()  # its late relief changes nothing
-    assert calls == [1] and hooks.pressure is False
+    assert calls == [1] and broker.backpressure.active is False
 
 
-def test_broker_sees_pressure_after_a_publish() -> None:
+def test_a_publisher_stops_reading_until_relief() -> None:
     sink = FakeSink(events=["message.publish"], high_water=1)
-    broker, hooks = broker_with(sink)
+    broker, _ = routed(sink)
     c = connected(broker)
     c.send(P.Publish("t", b"x", 0))
-    assert broker.hooks.pressure is True
-    resumed: list[bool] = []
-    broker.hooks.on_relief(lambda: resumed.append(True))
+    assert broker.backpressure.active is True
+    assert c.link.reading is False and c.conn.reading_paused  # the connection asked its link to pause
+    other = connected(broker, "other")
+    other.send(P.Pingreq())
+    assert other.link.reading is True  # a connection that did not publish reads on
     sink.drain()
-    assert resumed == [True] and hooks.pressure is False
+    assert c.link.reading is True and not c.conn.reading_paused and broker.backpressure.active is False
