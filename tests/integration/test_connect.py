@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from .pahoc import V5, V31, V311
@@ -16,7 +14,6 @@ from .rawmqtt import (
     P_TOPIC_ALIAS_MAXIMUM,
     PUBACK,
     PUBLISH,
-    Closed,
     connect_packet,
     parse_ack,
     parse_connack,
@@ -201,6 +198,9 @@ def test_tcp_close_is_counted(broker, raw, uid):
 
 
 # ---------------------------------------------------------------------------- keepalive
+# When the keepalive closes (exactly 1.5 x keepalive after the last bytes, traffic pushing it,
+# keepalive 0 never) is timing, on the broker's clock: tests/unit/test_timers.py. Here: a real
+# broker process does close a silent client's socket, as a condition waited for (bounded).
 @pytest.mark.parametrize("version", [4, 5])
 def test_keepalive_timeout_closes_idle_client(broker, raw, uid, version):
     b = broker()
@@ -208,27 +208,9 @@ def test_keepalive_timeout_closes_idle_client(broker, raw, uid, version):
     c.send(connect_packet(uid, version=version, keepalive=1))
     ack = parse_connack(c.expect(2), version)
     assert ack.rc == 0
-    t0 = time.monotonic()
-    got = c.wait_closed(3.0)
-    elapsed = time.monotonic() - t0
-    assert elapsed >= 1.0, f"closed after {elapsed:.2f}s, before the keepalive elapsed"
-    assert elapsed <= 3.0
+    got = c.wait_closed(5.0)
     if version == 5:
-        assert all(p.type == 14 and p.body[:1] in (b"", b"\x8d") for p in got), got
+        assert [(p.type, p.body[:1]) for p in got] == [(14, b"\x8d")], got  # DISCONNECT 0x8D
     else:
         assert got == []
     assert b.wait_stat(("disconnects", "keepalive_timeout"), lambda v: v >= 1) == 1
-
-
-@pytest.mark.slow
-def test_keepalive_respected_when_client_pings(default_broker, raw, uid):
-    c = raw(default_broker, version=4)
-    c.send(connect_packet(uid, version=4, keepalive=1))
-    assert c.recv().body == b"\x00\x00"
-    deadline = time.monotonic() + 2.5
-    while time.monotonic() < deadline:
-        time.sleep(0.4)  # pacing the client's own pings, not synchronisation
-        try:
-            c.ping(2)
-        except Closed:
-            pytest.fail("closed although the client pinged within the keepalive")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from .pahoc import V5, V311
@@ -146,17 +144,7 @@ def test_v5_disconnect_can_shorten_session_expiry(default_broker, raw, uid):
     assert ack.session_present is False
 
 
-@pytest.mark.slow
-def test_v5_session_expires(default_broker, raw, uid):
-    c = raw(default_broker)
-    assert c.connect(uid, clean=False, properties=[(P_SESSION_EXPIRY, 1)]).rc == 0
-    c.subscribe(f"{uid}/t", qos=1)
-    c.disconnect()
-    c.wait_closed(3)
-    time.sleep(2.5)  # the point of the test: let the 1 s expiry pass
-    c2 = raw(default_broker)
-    ack = c2.connect(uid, clean=False, properties=[(P_SESSION_EXPIRY, 1)])
-    assert ack.session_present is False
+# When a session expires (and that it is gone afterwards) is timing: tests/unit/test_timers.py.
 
 
 def test_v5_session_within_expiry_is_present(default_broker, raw, uid):

@@ -3,13 +3,10 @@ for real and observed in the webhook body (EMQX names, /work/shared/reference/em
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from .rawmqtt import (
     CONNACK,
-    P_MESSAGE_EXPIRY,
     P_SESSION_EXPIRY,
     PUBCOMP,
     PUBREC,
@@ -217,22 +214,8 @@ def test_delivery_dropped_no_local(rx, broker, clients, uid):
     assert (ev["reason"], ev["clientid"], ev["from_clientid"], ev["payload"]) == ("no_local", uid, uid, "mine")
 
 
-@pytest.mark.slow
-def test_delivery_dropped_expired(rx, broker, raw, uid):
-    r = rx()
-    b = start_broker(broker, r, events=["message.publish", "delivery.dropped"])
-    topic = f"{uid}/t"
-    offline_subscriber(raw, b, uid, topic)
-    pub = raw(b)
-    assert pub.connect(f"{uid}-pub").rc == 0
-    pub.publish(topic, b"short-lived", qos=1, properties=[(P_MESSAGE_EXPIRY, 1)])
-    publish = r.wait_event("message.publish", topic=topic)
-    time.sleep(2.0)  # the message must outlive its 1 s expiry while the session is offline
-    sub = persistent(raw, b, f"{uid}-sub")
-    ev = r.wait_event("delivery.dropped", topic=topic)
-    assert (ev["reason"], ev["clientid"], ev["from_clientid"]) == ("expired", f"{uid}-sub", f"{uid}-pub")
-    assert ev["id"] == publish["id"]
-    sub.assert_silent(0.3)
+# delivery.dropped with reason expired (a queued copy outliving its Message Expiry Interval) is
+# timing: tests/unit/test_timers.py observes it through the EventRouter, on the broker's clock.
 
 
 # ---------------------------------------------------------------------------- client.connack

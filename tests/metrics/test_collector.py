@@ -214,9 +214,10 @@ def test_loop_lag_sees_a_blocked_loop() -> None:
     async def body() -> LoopLag:
         lag = LoopLag(interval=0.05)
         lag.start(asyncio.get_running_loop())
-        await asyncio.sleep(0.12)
-        time.sleep(0.3)  # block the loop: the pending timer runs ~0.25-0.3 s late
-        await asyncio.sleep(0.12)
+        await _until(lambda: len(lag._recent) >= 1)  # sampling has begun
+        before = len(lag._recent)
+        time.sleep(0.3)  # the behaviour under test: block the loop; the pending timer runs ~0.25-0.3 s late
+        await _until(lambda: len(lag._recent) >= before + 2)  # the late sample, and one after it
         lag.stop()
         return lag
 

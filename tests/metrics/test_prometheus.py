@@ -191,28 +191,38 @@ class Stack:
         return json.loads(_get(self.admin + "/api/v1/stats"))["webhooks"][name]
 
 
-def _traffic(port: int) -> None:
-    """QoS 0/1/2 publishes to a subscribed topic (-> the webhook) and to nobody, over ~2 s."""
+def _traffic(st: Stack) -> None:
+    """Four bursts of QoS 0/1/2 publishes to a subscribed topic (-> the webhook) and one to nobody.
+    Each burst starts once the one before has reached the subscriber and a Prometheus scrape: the
+    series rise over several scrapes, not in one step."""
     sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="e2e-sub")
     pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="e2e-pub")
     got: list[int] = []
+    subacks: list[tuple[int, list[int]]] = []
     sub.on_message = lambda c, u, msg: got.append(1)
+    sub.on_subscribe = lambda c, u, mid, codes, props: subacks.append((mid, [rc.value for rc in codes]))
     try:
         for client in (sub, pub):
-            client.connect("127.0.0.1", port, keepalive=30)
+            client.connect("127.0.0.1", st.mqtt_port, keepalive=30)
             client.loop_start()
-        sub.subscribe("t/#", qos=2)[1]
+        mid = sub.subscribe("t/#", qos=2)[1]
         _wait(lambda: sub.is_connected() and pub.is_connected(), 10, "paho connections")
-        time.sleep(0.2)  # the SUBACK
-        sent = 0
+        _wait(lambda: subacks, 10, "the SUBACK")
+        assert subacks == [(mid, [2])]
+        sent = received = 0
         for burst in range(4):
             infos = [pub.publish(f"t/{i % 5}", b"m%d" % i, qos=i % 3) for i in range(40)]
             infos.append(pub.publish(f"nobody/{burst}", b"lost", qos=0))
             for info in infos:
                 info.wait_for_publish(10)
             sent += 40
-            time.sleep(0.5)
-        _wait(lambda: len(got) >= sent, 15, f"{sent} messages at the subscriber")
+            received += 41
+            _wait(lambda n=sent: len(got) >= n, 15, f"{sent} messages at the subscriber")
+            _wait(
+                lambda n=received: (st.scalar("sum(mqhook_messages_received_total)") or 0) >= n,
+                15,
+                f"a scrape that saw burst {burst + 1}",
+            )
     finally:
         for client in (pub, sub):
             client.disconnect()
@@ -231,7 +241,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         st.started_at = time.monotonic() - 2.0
         zero = st.scalar(f'mqhook_webhook_events_delivered_total{{webhook="{HOOK}"}}')
         assert zero == 0, "series exist at zero from start-up"
-        _traffic(st.mqtt_port)
+        _traffic(st)
 
         def settled() -> dict[str, Any] | None:
             s = st.webhook_stats()

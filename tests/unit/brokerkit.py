@@ -7,7 +7,7 @@ import itertools
 from typing import Any
 
 from mqhook.broker.broker import Broker
-from mqhook.broker.connection import Connection
+from mqhook.broker.connection import AWAIT_CONNECT, Connection
 from mqhook.broker.settings import MqttConfig
 from mqhook.broker.stats import Stats
 from mqhook.errors import ProtocolError
@@ -92,8 +92,7 @@ class Client:
         self.clock: Any = broker.clock
         self.link = FakeLink(level, self.clock)
         self.conn = Connection(broker, self.link)
-        # The server side's stream decoder, for ``feed``: it learns the version from the CONNECT.
-        self.decoder = Decoder(broker.config.max_packet_size)
+        self.decoder: Decoder | None = None  # the server side's stream decoder, made by ``feed``
 
     def send(self, packet: Any) -> None:
         # Round-trip through the wire format, as the server edge would, which notes when bytes arrived.
@@ -108,8 +107,12 @@ class Client:
 
     def feed(self, data: bytes) -> None:
         """Raw bytes as the server edge gets them (any split): noted as arrived, decoded by one
-        decoder kept for the connection, each complete packet handled."""
+        decoder kept for the connection, each complete packet handled. The decoder learns the
+        version from a CONNECT fed here, or uses the client's if ``send`` already connected."""
         self.link.last_rx = self.clock.time()
+        if self.decoder is None:
+            level = None if self.conn.state == AWAIT_CONNECT else self.level
+            self.decoder = Decoder(self.conn.config.max_packet_size, protocol_level=level)
         try:
             for pkt in self.decoder.feed(data):
                 self.conn.handle(pkt)

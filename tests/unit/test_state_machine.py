@@ -1,12 +1,16 @@
-"""The connection state machine without sockets: every (state, packet) pair, QoS flows, sessions, wills."""
+"""The connection state machine without sockets: every (state, packet) pair, QoS flows, sessions, wills.
+
+The expected outcome of every (state, packet type) pair is written out below from the MQTT 5.0
+specification, independently of the broker's own table: the test would catch a wrong one.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
-from mqhook.broker.connection import AWAIT_CONNECT, CLOSED, CONNECTED, LEGAL
+from mqhook.broker.connection import AWAIT_CONNECT, CLOSED, CONNECTED
 from mqhook.errors import ProtocolError
 from mqhook.mqtt import packets as P
 
@@ -33,9 +37,10 @@ def sample(ptype: int) -> Any:
     }[ptype]
 
 
-def client_in(state: int) -> Client:
+def client_in(state: int, level: int = 5) -> Client:
+    """A connection in ``state``; CLOSED is reached by a normal DISCONNECT after CONNECT."""
     broker, _ = make_broker()
-    c = Client(broker)
+    c = Client(broker, level)
     if state != AWAIT_CONNECT:
         c.connect("sm")
     if state == CLOSED:
@@ -44,22 +49,163 @@ def client_in(state: int) -> Client:
     return c
 
 
-@pytest.mark.parametrize("state", [AWAIT_CONNECT, CONNECTED, CLOSED])
-@pytest.mark.parametrize("ptype", range(1, 16))
-def test_every_state_packet_pair_transitions_or_is_a_protocol_error(state: int, ptype: int) -> None:
+# -- the expected table, from the MQTT 5.0 specification --------------------------------------------
+#
+# A packet is either processed (the connection moves to ``then`` and writes ``writes``) or it is a
+# Protocol Error: ``handle`` raises ProtocolError 0x82, changing nothing, and the edge then closes
+# the connection [MQTT-4.13.1-1] (``protocol_error``), after a DISCONNECT 0x82 to a connected v5
+# client (section 4.13.2; before CONNACK nothing is sent). CONNACK, SUBACK, UNSUBACK and PINGRESP
+# flow from server to client only (section 2.1.2, Table 2-1): one of them from a client is a
+# Protocol Error. The broker supports no enhanced authentication, so every CONNECT here has no
+# Authentication Method.
+
+ERROR = -1  # ``then`` of a Protocol Error
+
+
+class Row(NamedTuple):
+    then: int  # the state after the packet, or ERROR
+    writes: tuple[tuple[Any, ...], ...]  # what the broker writes, as shape() sees it
+    why: str
+
+
+def shape(packet: Any) -> tuple[Any, ...]:
+    """A packet the broker wrote, reduced to what the table states."""
+    name = P.PACKET_NAMES[packet.type]
+    if isinstance(packet, P.Connack):
+        return (name, packet.session_present, packet.reason_code)
+    if isinstance(packet, (P.Puback, P.Pubrec, P.Pubrel, P.Pubcomp)):
+        return (name, packet.packet_id, packet.reason_code)
+    if isinstance(packet, (P.Suback, P.Unsuback)):
+        return (name, packet.packet_id, list(packet.reason_codes))
+    if isinstance(packet, P.Disconnect):
+        return (name, packet.reason_code)
+    return (name,)
+
+
+BEFORE_CONNECT = "[MQTT-3.1.0-1] the first packet from the client MUST be CONNECT"
+SERVER_ONLY = "section 2.1.2 Table 2-1: {} flows from server to client only"
+AFTER_CLOSE = "after DISCONNECT the client MUST NOT send more [MQTT-3.14.4-1]; closed: nothing is processed"
+ERROR_CLOSE_V5 = (("DISCONNECT", 0x82),)  # what a connected v5 client gets after a Protocol Error
+
+EXPECTED: dict[tuple[int, int], Row] = {
+    # -- before CONNECT ------------------------------------------------------------------------------
+    (AWAIT_CONNECT, P.CONNECT): Row(
+        CONNECTED, (("CONNACK", False, 0x00),), "[MQTT-3.2.2-2] Clean Start 1: CONNACK 0x00, Session Present 0"
+    ),
+    (AWAIT_CONNECT, P.CONNACK): Row(ERROR, (), BEFORE_CONNECT),
+    (AWAIT_CONNECT, P.PUBLISH): Row(ERROR, (), BEFORE_CONNECT),
+    (AWAIT_CONNECT, P.PUBACK): Row(ERROR, (), BEFORE_CONNECT),
+    (AWAIT_CONNECT, P.PUBREC): Row(ERROR, (), BEFORE_CONNECT),
+    (AWAIT_CONNECT, P.PUBREL): Row(ERROR, (), BEFORE_CONNECT),
+    (AWAIT_CONNECT, P.PUBCOMP): Row(ERROR, (), BEFORE_CONNECT),
+    (AWAIT_CONNECT, P.SUBSCRIBE): Row(ERROR, (), BEFORE_CONNECT),
+    (AWAIT_CONNECT, P.SUBACK): Row(ERROR, (), BEFORE_CONNECT),
+    (AWAIT_CONNECT, P.UNSUBSCRIBE): Row(ERROR, (), BEFORE_CONNECT),
+    (AWAIT_CONNECT, P.UNSUBACK): Row(ERROR, (), BEFORE_CONNECT),
+    (AWAIT_CONNECT, P.PINGREQ): Row(ERROR, (), BEFORE_CONNECT),
+    (AWAIT_CONNECT, P.PINGRESP): Row(ERROR, (), BEFORE_CONNECT),
+    (AWAIT_CONNECT, P.DISCONNECT): Row(ERROR, (), BEFORE_CONNECT),
+    (AWAIT_CONNECT, P.AUTH): Row(ERROR, (), BEFORE_CONNECT + " (AUTH continues a CONNECT, section 4.12)"),
+    # -- connected (CONNECT had no Authentication Method) --------------------------------------------
+    (CONNECTED, P.CONNECT): Row(ERROR, ERROR_CLOSE_V5, "[MQTT-3.1.0-2] a second CONNECT is a Protocol Error"),
+    (CONNECTED, P.CONNACK): Row(ERROR, ERROR_CLOSE_V5, SERVER_ONLY.format("CONNACK")),
+    (CONNECTED, P.PUBLISH): Row(
+        CONNECTED,
+        (("PUBACK", 7, 0x10),),
+        "[MQTT-4.3.2-4] PUBACK with its id; 0x10 No matching subscribers (section 3.4.2.1)",
+    ),
+    (CONNECTED, P.PUBACK): Row(
+        CONNECTED, (), "section 4.3.2: no flow to the client has id 7: nothing ends, nothing answers"
+    ),
+    (CONNECTED, P.PUBREC): Row(
+        CONNECTED, (("PUBREL", 7, 0x92),), "section 3.6.2.1: PUBREL 0x92 Packet Identifier not found"
+    ),
+    (CONNECTED, P.PUBREL): Row(
+        CONNECTED, (("PUBCOMP", 7, 0x92),), "section 3.7.2.1: PUBCOMP 0x92 Packet Identifier not found"
+    ),
+    (CONNECTED, P.PUBCOMP): Row(
+        CONNECTED, (), "section 4.3.3: no flow to the client has id 7: nothing ends, nothing answers"
+    ),
+    (CONNECTED, P.SUBSCRIBE): Row(
+        CONNECTED, (("SUBACK", 3, [1]),), "[MQTT-3.8.4-1] SUBACK, same id [MQTT-3.8.4-2], QoS 1 granted (3.9.3)"
+    ),
+    (CONNECTED, P.SUBACK): Row(ERROR, ERROR_CLOSE_V5, SERVER_ONLY.format("SUBACK")),
+    (CONNECTED, P.UNSUBSCRIBE): Row(
+        CONNECTED, (("UNSUBACK", 4, [0x11]),), "[MQTT-3.10.4-5] UNSUBACK; 0x11 No subscription existed (3.11.3)"
+    ),
+    (CONNECTED, P.UNSUBACK): Row(ERROR, ERROR_CLOSE_V5, SERVER_ONLY.format("UNSUBACK")),
+    (CONNECTED, P.PINGREQ): Row(CONNECTED, (("PINGRESP",),), "[MQTT-3.12.4-1] the server MUST answer PINGRESP"),
+    (CONNECTED, P.PINGRESP): Row(ERROR, ERROR_CLOSE_V5, SERVER_ONLY.format("PINGRESP")),
+    (CONNECTED, P.DISCONNECT): Row(CLOSED, (), "section 3.14.4: the server closes, sending nothing"),
+    (CONNECTED, P.AUTH): Row(
+        ERROR, ERROR_CLOSE_V5, "[MQTT-4.12.0-7] no AUTH from a client whose CONNECT had no Authentication Method"
+    ),
+    # -- closed ----------------------------------------------------------------------------------------
+    **{(CLOSED, ptype): Row(CLOSED, (), AFTER_CLOSE) for ptype in range(1, 16)},
+}
+
+STATE_NAMES = {AWAIT_CONNECT: "await_connect", CONNECTED: "connected", CLOSED: "closed"}
+PAIRS = sorted(EXPECTED)
+
+
+def test_the_table_covers_every_state_and_packet_type() -> None:
+    assert set(EXPECTED) == {(state, ptype) for state in STATE_NAMES for ptype in range(1, 16)}
+
+
+def observable(c: Client) -> tuple[Any, ...]:
+    """Whatever processing a packet would change outside the connection."""
+    broker = c.conn.broker
+    return (broker.stats.snapshot(), broker.gauges(), sorted(broker.sessions))
+
+
+@pytest.mark.parametrize(("state", "ptype"), PAIRS, ids=[f"{STATE_NAMES[s]}-{P.PACKET_NAMES[t]}" for s, t in PAIRS])
+def test_every_state_packet_pair_behaves_as_the_spec_table_says(state: int, ptype: int) -> None:
+    row = EXPECTED[(state, ptype)]
     c = client_in(state)
+    before = observable(c)
     packet = sample(ptype)
-    if state == CLOSED:
-        c.conn.handle(packet)  # ignored: nothing is processed after the close
-        assert c.link.take() == [] and c.conn.state == CLOSED
-        return
-    if ptype in LEGAL[state] and ptype != P.AUTH:
+    if row.then == ERROR:
+        with pytest.raises(ProtocolError) as info:
+            c.conn.handle(packet)
+        assert info.value.reason_code == 0x82, row.why
+        assert c.conn.state == state and c.link.take() == [] and observable(c) == before, row.why
+        c.conn.protocol_error(info.value)  # what the server edge does with it
+        assert c.conn.state == CLOSED and c.link.closed, row.why
+    else:
         c.conn.handle(packet)
-        assert c.conn.state in (CONNECTED, CLOSED)
-        return
+        assert c.conn.state == row.then, row.why
+        assert c.link.closed == (row.then == CLOSED), row.why
+        if state == CLOSED:
+            assert observable(c) == before, row.why
+    assert [shape(x) for x in c.link.take()] == list(row.writes), row.why
+
+
+@pytest.mark.parametrize("ptype", range(1, 16), ids=[P.PACKET_NAMES[t] for t in range(1, 16)])
+def test_a_connection_closed_before_its_connect_processes_nothing(ptype: int) -> None:
+    """Closed by the CONNECT deadline: a CONNECT arriving later opens no session either."""
+    broker, clock = make_broker(idle_timeout=1)
+    c = Client(broker)
+    clock.advance(1)
+    assert c.conn.state == CLOSED and c.link.closed
+    before = observable(c)
+    c.conn.handle(sample(ptype))
+    assert c.conn.state == CLOSED and c.link.take() == [] and observable(c) == before
+
+
+@pytest.mark.parametrize(
+    ("state", "ptype"),
+    [pair for pair in PAIRS if EXPECTED[pair].then == ERROR],
+    ids=[f"{STATE_NAMES[s]}-{P.PACKET_NAMES[t]}" for s, t in PAIRS if EXPECTED[(s, t)].then == ERROR],
+)
+def test_a_311_client_is_closed_without_a_packet_on_a_protocol_error(state: int, ptype: int) -> None:
+    """The same errors for MQTT 3.1.1, where the server has no DISCONNECT to send (AUTH is a
+    reserved type there: an error in every state)."""
+    c = client_in(state, level=4)
     with pytest.raises(ProtocolError) as info:
-        c.conn.handle(packet)
+        c.conn.handle(sample(ptype))
     assert info.value.reason_code == 0x82
+    c.conn.protocol_error(info.value)
+    assert c.conn.state == CLOSED and c.link.closed and c.link.take() == []
 
 
 def test_second_connect_is_a_protocol_error_and_v5_gets_disconnect_0x82() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import time
 
@@ -63,7 +62,8 @@ def test_batch_time_lingers_for_a_partial_batch() -> None:
         rx = await Receiver().start()
         wh = webhook(rx.url(), batch_size=100, batch_time="400ms")
         wh.start()
-        await asyncio.sleep(0)  # let the sender reach its wait
+        await until(lambda: wh._queue.waiter is not None)  # the sender reached its wait ...
+        assert wh._queue.want == 1  # ... for a first event: batch_time counts from that one
         started = time.monotonic()
         for i in range(3):
             put(wh, Publish(clientid="c", seq=i))
@@ -237,7 +237,9 @@ def test_close_drains_what_it_can_then_counts_the_rest_stopped() -> None:
         assert not put(wh, Publish(clientid="c")) and wh.dropped["stopped"] == 1
         await rx.stop()
 
-        down = webhook(f"http://127.0.0.1:{free_port()}/", retry_backoff="5s", retry_backoff_max="5s")
+        # Retries with full jitter may wait almost nothing: enough of them never run out in 0.3 s, so
+        # every event is still in flight or queued when close() gives up.
+        down = webhook(f"http://127.0.0.1:{free_port()}/", retry_backoff="5s", retry_backoff_max="5s", max_retries=1000)
         down.start()
         for i in range(5):
             put(down, Publish(clientid="c", seq=i))

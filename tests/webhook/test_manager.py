@@ -106,7 +106,7 @@ def test_test_operation_reports_connection_refused_without_raising() -> None:
     run(body())
 
 
-def test_sink_server_prints_one_line_per_request_and_answers_like_the_seed() -> None:
+def test_mqhook_sink_prints_one_line_per_request_and_answers_like_the_seed() -> None:
     async def body() -> None:
         lines: list[str] = []
         async with TestClient(TestServer(make_app(lines.append))) as client:

@@ -32,7 +32,7 @@ def test_per_client_order_holds_with_a_wide_inflight_window(batch_size: int) -> 
                     overlap.append(c)
             peak["open"] += 1
             peak["n"] = max(peak["n"], peak["open"])
-            await asyncio.sleep(rng.uniform(0.0, 0.02))
+            await asyncio.sleep(rng.uniform(0.0, 0.02))  # the receiver answers late on purpose
             peak["open"] -= 1
             for c in clients:
                 open_now[c] -= 1
@@ -45,7 +45,7 @@ def test_per_client_order_holds_with_a_wide_inflight_window(batch_size: int) -> 
             for c in range(CLIENTS):
                 put(wh, Publish(clientid=f"c{c}", seq=i))
             if i % 5 == 0:
-                await asyncio.sleep(0)  # let deliveries interleave with new events
+                await asyncio.sleep(0)  # deliberate, not a wait: deliveries run between new events
         total = CLIENTS * PER_CLIENT
         await rx.wait_for(lambda: len(rx.events()) == total, timeout=20.0)
         await until(lambda: wh.success == total)

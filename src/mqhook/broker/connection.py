@@ -517,7 +517,7 @@ class Connection:
         self._finish()
 
     def _on_auth(self, p: P.Auth) -> None:
-        raise ProtocolError(R.PROTOCOL_ERROR, "AUTH without an Authentication Method in CONNECT [MQTT-4.12.0-1]")
+        raise ProtocolError(R.PROTOCOL_ERROR, "AUTH without an Authentication Method in CONNECT [MQTT-4.12.0-7]")
 
     # -- output -------------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ Drop reasons (EMQX adds ``expired``/``resource_stopped``; ours say what happened
 For Prometheus (``mqhook.metrics`` reads these at scrape time): ``outcomes`` counts HTTP attempts
 by outcome (``OUTCOMES``), and three ``Histogram``s are updated once per request, never per event:
 ``request_seconds`` (one attempt's duration), ``batch_events`` (events per request) and
-``delivery_seconds`` (event created -> 2xx, weighted by the request's events; see ``Dispatcher``).
+``delivery_seconds`` (event created -> 2xx, weighted by the request's events; see ``webhook.Webhook``).
 """
 
 from __future__ import annotations
@@ -59,6 +59,23 @@ class Histogram:
 
 class Counters:
     """The numbers one webhook exposes; subclassed by ``Webhook`` so they read ``webhook.success``."""
+
+    __slots__ = (
+        "batch_events",
+        "delivery_seconds",
+        "dropped",
+        "failed",
+        "inflight",
+        "inflight_events",
+        "last_error",
+        "last_error_at",
+        "matched",
+        "outcomes",
+        "request_seconds",
+        "requests",
+        "retried",
+        "success",
+    )
 
     def __init__(self) -> None:
         self.matched = 0  # events put (accepted or not)
