@@ -18,20 +18,10 @@ import mqhook._eventjson_py as py_writer
 from mqhook.broker.message import Message
 from mqhook.events import EVENT_TYPES, MessageWriter, printable_props
 
+from .natives import both, compiled
 
-def _compiled() -> ModuleType | None:
-    try:
-        import mqhook._eventjson as compiled
-    except ImportError:
-        return None
-    return compiled
-
-
-C_WRITER = _compiled()
-IMPLEMENTATIONS = [
-    pytest.param(C_WRITER, id="cython", marks=pytest.mark.skipif(C_WRITER is None, reason="extension not built")),
-    pytest.param(py_writer, id="python"),
-]
+C_WRITER = compiled("mqhook._eventjson")
+IMPLEMENTATIONS = both("mqhook._eventjson", py_writer)
 HEAD = b'{"event":"message.delivered","timestamp":'
 
 texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)  # MQTT strings: no surrogates

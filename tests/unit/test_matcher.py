@@ -14,33 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import mqhook._trie_py as _trie_py
 from mqhook import matcher
 from mqhook.matcher import PyTopicTrie
 
+from .natives import both
 from .oracle import matches
 
-
-def _compiled_trie() -> type | None:
-    try:
-        from mqhook._topic_trie import TopicTrie
-    except ImportError:
-        return None
-    return TopicTrie
-
-
-CTopicTrie = _compiled_trie()
-
-IMPLEMENTATIONS = [
-    pytest.param(PyTopicTrie, id="python"),
-    pytest.param(
-        CTopicTrie,
-        id="cython",
-        marks=pytest.mark.skipif(
-            CTopicTrie is None,
-            reason="mqhook._topic_trie is not built: run `python setup.py build_ext --inplace`",
-        ),
-    ),
-]
+IMPLEMENTATIONS = list(reversed(both("mqhook._topic_trie", _trie_py, "TopicTrie")))  # python first
+CTopicTrie = IMPLEMENTATIONS[1].values[0]
 
 Trie = Any  # either implementation; they share one API
 TrieFactory = Callable[[], Trie]

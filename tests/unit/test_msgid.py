@@ -12,20 +12,10 @@ import mqhook._msgid_py as py_ids
 from mqhook.broker import message
 from mqhook.broker.message import Message
 
+from .natives import both, compiled
 
-def _compiled() -> ModuleType | None:
-    try:
-        import mqhook._msgid as compiled
-    except ImportError:
-        return None
-    return compiled
-
-
-C_IDS = _compiled()
-IMPLEMENTATIONS = [
-    pytest.param(C_IDS, id="cython", marks=pytest.mark.skipif(C_IDS is None, reason="extension not built")),
-    pytest.param(py_ids, id="python"),
-]
+C_IDS = compiled("mqhook._msgid")
+IMPLEMENTATIONS = both("mqhook._msgid", py_ids)
 ID_RE = re.compile(r"^[0-9A-F]{32}$")
 
 
