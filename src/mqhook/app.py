@@ -29,15 +29,8 @@ log = logging.getLogger("mqhook")
 WEBHOOK_DRAIN_SECONDS = 5.0
 
 
-def _bound(server: asyncio.AbstractServer | None, sites: list[web.BaseSite] | None = None) -> str:
-    sockets: list[Any] = []
-    if server is not None:
-        sockets.extend(getattr(server, "sockets", ()))
-    else:
-        for site in sites or ():
-            site_server = getattr(site, "_server", None)
-            sockets.extend(getattr(site_server, "sockets", ()))
-    host, port = sockets[0].getsockname()[:2]
+def _address(sockname: Any) -> str:
+    host, port = sockname[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -73,7 +66,7 @@ class App:
             raise ListenError(
                 f"cannot listen for MQTT on {self.config.mqtt.bind} ($.mqtt.bind): {exc.strerror}"
             ) from exc
-        self.mqtt_address = _bound(self.mqtt_server)
+        self.mqtt_address = _address(self.mqtt_server.sockets[0].getsockname())
         self.loop_lag.start(loop)
         registry = build_registry(self.broker, self.webhooks, self.loop_lag)
         self.admin_runner = web.AppRunner(make_app(self.broker, self.webhooks, registry), access_log=None)
@@ -87,7 +80,7 @@ class App:
             raise ListenError(
                 f"cannot listen for admin HTTP on {self.config.admin.bind} ($.admin.bind): {exc.strerror}"
             ) from exc
-        self.admin_address = _bound(None, [self.admin_site])
+        self.admin_address = _address(self.admin_runner.addresses[0])
 
     async def stop(self) -> None:
         self.loop_lag.stop()
