@@ -79,6 +79,11 @@ RECEIVED_BYTES = _c("mqhook_received_bytes_total", "Bytes read from MQTT connect
 SENT_BYTES = _c("mqhook_sent_bytes_total", "Bytes written to MQTT connections.")
 CONNECTS = _c("mqhook_connects_total", "CONNECT packets handled, by result (CONNACK reason name).", "result")
 DISCONNECTS = _c("mqhook_disconnects_total", "Closed client connections, by reason (EMQX names).", "reason")
+CLOSED_BEFORE_CONNECT = _c(
+    "mqhook_connections_closed_before_connect_total",
+    "Connections closed before a CONNECT was accepted, by reason (a refused CONNECT counts in connects_total).",
+    "reason",
+)
 AUTHORIZATIONS = _c(
     "mqhook_authorization_checks_total", "Authorization decisions, by action and result.", "action", "result"
 )
@@ -97,6 +102,7 @@ BROKER_METRICS = (
     SENT_BYTES,
     CONNECTS,
     DISCONNECTS,
+    CLOSED_BEFORE_CONNECT,
     AUTHORIZATIONS,
 )
 
@@ -166,6 +172,7 @@ CONNECT_RESULTS = tuple(
         R.TOPIC_NAME_INVALID,
         R.QOS_NOT_SUPPORTED,
         R.RETAIN_NOT_SUPPORTED,
+        R.UNSUPPORTED_PROTOCOL_VERSION,
     )
 )
 QOS_LABELS = ("0", "1", "2")
@@ -278,6 +285,7 @@ class MqhookCollector(Collector):
         connects.update(s.connects)
         yield _simple(CONNECTS, [((r,), n) for r, n in connects.items()])
         yield _simple(DISCONNECTS, [((r,), n) for r, n in s.disconnects.items()])
+        yield _simple(CLOSED_BEFORE_CONNECT, [((r,), n) for r, n in s.closed_before_connect.items()])
         authz = [((action, "allow"), n[1]) for action, n in s.authz.items()]
         authz += [((action, "deny"), n[0]) for action, n in s.authz.items()]
         yield _simple(AUTHORIZATIONS, authz)

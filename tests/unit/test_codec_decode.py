@@ -11,6 +11,8 @@ import pytest
 from mqhook.errors import MalformedPacket, ProtocolError
 from mqhook.mqtt import packets as p
 from mqhook.mqtt.codec import Decoder
+from mqhook.mqtt.encode import encode
+from mqhook.mqtt.wire import encode_varint
 
 
 def h(text: str) -> bytes:
@@ -599,3 +601,34 @@ def test_level_is_known_when_the_rest_of_connect_is_bad() -> None:
     with pytest.raises(MalformedPacket):
         decoder.feed(h("10 10 00 04 4d 51 54 54 05 02 00 3c 03 23 00 01 00 00"))
     assert decoder.protocol_level == 5
+
+
+# -- a server's first packet, and the packets before a fault --------------------------------------
+
+
+def test_a_connect_over_max_connect_size_fails_as_soon_as_its_length_is_known() -> None:
+    decoder = Decoder(1 << 20, max_connect_size=65536)
+    head = b"\x10" + encode_varint(65536)  # CONNECT, remaining length 65536: 65540 bytes in all
+    packets, fault = decoder.decode(head)  # no body yet: nothing is kept waiting for it
+    assert packets == [] and fault is not None and fault.reason_code == 0x95
+    assert "CONNECT of 65540 bytes exceeds max_connect_size 65536" in str(fault)
+    assert decoder.decode(b"\x00" * 10) == ([], fault)  # unusable afterwards
+
+
+def test_max_connect_size_is_only_for_the_first_packet() -> None:
+    decoder = Decoder(1 << 20, max_connect_size=64)
+    (connack_less,) = decoder.feed(CONNECT_V4)
+    assert isinstance(connack_less, p.Connect)
+    big = encode(p.Publish("t", b"x" * 1000, 0), 4)
+    assert [type(x) for x in decoder.feed(big)] == [p.Publish]
+
+
+def test_packets_before_a_fault_are_returned_with_it() -> None:
+    decoder = connected(4)
+    good = encode(p.Publish("t", b"first", 1, packet_id=1), 4) + encode(p.Pingreq(), 4)
+    bad = h("30 80 80 80 80 01")  # a remaining length of five bytes
+    packets, fault = decoder.decode(good + bad)
+    assert [type(x) for x in packets] == [p.Publish, p.Pingreq] and packets[0].payload == b"first"
+    assert isinstance(fault, MalformedPacket)
+    with pytest.raises(MalformedPacket):
+        decoder.feed(b"")  # feed raises the fault it ended with

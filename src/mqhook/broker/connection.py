@@ -237,13 +237,15 @@ class Connection:
         session.resume(self)
 
     def _refuse(self, code: int, text: str) -> None:
-        """CONNACK with a failure ``code``, then close (no session, no will, no disconnect event)."""
+        """CONNACK with a failure ``code``, then close (no session, no will, no disconnect event;
+        counted in ``connects`` by result, not as a close before CONNECT)."""
         self.stats.count_connect(R.NAMES.get(code, "unspecified_error"))
         fire = self.broker.hooks.client_connack
         if fire is not None:
             fire(self, code)
         self._send(P.Connack(False, code, {"Reason-String": text} if self.v5 else None))
         self.close_reason = R.NAMES.get(code, "protocol_error")
+        self.state = CLOSED
         self._finish()
 
     # -- timers -----------------------------------------------------------------------------------
@@ -252,7 +254,7 @@ class Connection:
         """``idle_timeout`` after accept: a connection that has not completed CONNECT is closed."""
         self._timer = None
         if self.state == AWAIT_CONNECT:
-            self.close_reason = "keepalive_timeout"
+            self.close_reason = "connect_timeout"
             self._finish()
 
     def _arm_keepalive(self) -> None:
@@ -575,6 +577,11 @@ class Connection:
         """Close this connection for a peer's violation; v5 says why in a DISCONNECT first."""
         if self.state == CLOSED:
             return
+        if self.state == AWAIT_CONNECT and exc.reason_code == R.UNSUPPORTED_PROTOCOL_VERSION:
+            # CONNACK 0x01 in 3.1.1's format, which every version's client reads [MQTT-3.1.2-2]
+            self.level, self.v5 = 4, False
+            self._refuse(R.UNSUPPORTED_PROTOCOL_VERSION, str(exc))
+            return
         log.info("closing %s (%s): %s", self.client_id or self.link.peername, R.NAMES.get(exc.reason_code), exc)
         self.close_reason = _CLOSE_REASONS.get(exc.reason_code, "protocol_error")
         if self.state == CONNECTED and self.v5:
@@ -617,6 +624,8 @@ class Connection:
             self._timer = None
         broker = self.broker
         broker.connections.discard(self)
+        if was == AWAIT_CONNECT:
+            self.stats.count_closed_before_connect(self.close_reason)
         session = self.session
         if was == CONNECTED and session is not None:
             if self.will is not None:

@@ -17,6 +17,9 @@ from msgspec import Meta
 class MqttConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     bind: str = "127.0.0.1:1883"
     max_packet_size: Annotated[int, Meta(ge=16, le=268435455)] = 1048576
+    # The largest CONNECT accepted (at most max_packet_size): before CONNECT completes a peer may make
+    # the broker hold no more than this.
+    max_connect_size: Annotated[int, Meta(ge=64, le=268435455)] = 65536
     receive_maximum: Annotated[int, Meta(ge=1, le=65535)] = 32
     max_inflight: Annotated[int, Meta(ge=1, le=65535)] = 32
     max_queued_messages: Annotated[int, Meta(ge=0, le=10_000_000)] = 1000

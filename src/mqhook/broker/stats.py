@@ -35,6 +35,15 @@ DISCONNECT_REASONS = (
     "not_authorized",
 )
 
+# Connections closed before a CONNECT was accepted (a refused CONNECT is counted in ``connects``).
+PRE_CONNECT_CLOSE_REASONS = (
+    "connect_timeout",
+    "tcp_closed",
+    "packet_too_large",
+    "malformed_packet",
+    "protocol_error",
+)
+
 
 class Stats:
     """Every counter of one broker. Attribute reads and ``+= 1`` only; see ``snapshot``."""
@@ -50,11 +59,15 @@ class Stats:
         self.deliveries_dropped = dict.fromkeys(DELIVERY_DROP_REASONS, 0)
         self.connects: dict[str, int] = {"success": 0}
         self.disconnects = dict.fromkeys(DISCONNECT_REASONS, 0)
+        self.closed_before_connect = dict.fromkeys(PRE_CONNECT_CLOSE_REASONS, 0)
         # Authorization decisions by action; each list is [deny, allow] (index = allowed).
         self.authz: dict[str, list[int]] = {action: [0, 0] for action in AUTHZ_ACTIONS}
 
     def count_disconnect(self, reason: str) -> None:
         self.disconnects[reason] = self.disconnects.get(reason, 0) + 1
+
+    def count_closed_before_connect(self, reason: str) -> None:
+        self.closed_before_connect[reason] = self.closed_before_connect.get(reason, 0) + 1
 
     def count_connect(self, result: str) -> None:
         self.connects[result] = self.connects.get(result, 0) + 1
@@ -72,5 +85,6 @@ class Stats:
             "deliveries_dropped": dict(self.deliveries_dropped),
             "connects": dict(self.connects),
             "disconnects": dict(self.disconnects),
+            "closed_before_connect": dict(self.closed_before_connect),
             "authorization": {a: {"allow": n[1], "deny": n[0]} for a, n in self.authz.items()},
         }

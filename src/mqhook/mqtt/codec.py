@@ -210,36 +210,62 @@ class Decoder:
     caller's buffer after ``feed`` returns.
     """
 
-    __slots__ = ("_buf", "_need", "max_packet_size", "protocol_level")
+    __slots__ = ("_buf", "_need", "fault", "max_connect_size", "max_packet_size", "protocol_level")
 
-    def __init__(self, max_packet_size: int = MAX_VARINT, *, protocol_level: int | None = None) -> None:
+    def __init__(
+        self,
+        max_packet_size: int = MAX_VARINT,
+        *,
+        protocol_level: int | None = None,
+        max_connect_size: int = MAX_VARINT,
+    ) -> None:
         self.max_packet_size = max_packet_size
+        # The first packet (the CONNECT) of a server-side decoder may be at most this large: a peer
+        # that has not connected yet cannot make the broker hold a megabyte of unfinished CONNECT.
+        self.max_connect_size = max_connect_size
         self.protocol_level = protocol_level
+        self.fault: ProtocolError | None = None  # the error that ended decoding; feed raises it again
         self._buf = bytearray()
         self._need = 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[p.Packet]:
-        """Add bytes; return the packets completed (possibly none). Errors leave the decoder unusable."""
+        """Add bytes; return the packets completed (possibly none). An error is raised, and the
+        packets before it in ``data`` are lost: a server uses ``decode``, which keeps them."""
+        packets, fault = self.decode(data)
+        if fault is not None:
+            raise fault
+        return packets
+
+    def decode(self, data: bytes | bytearray | memoryview) -> tuple[list[p.Packet], ProtocolError | None]:
+        """Add bytes; return the packets completed and, if the stream broke, the error after them
+        (the packets before a fault are handled, then the connection closes [MQTT-4.13.1-1]).
+        After an error the decoder is unusable: every later call returns it again."""
+        if self.fault is not None:
+            return [], self.fault
         buf = self._buf
         if buf:
             buf += data
             if len(buf) < self._need:
-                return []
+                return [], None
             src = bytes(buf)
             buf.clear()
         else:
             src = data if type(data) is bytes else bytes(data)
         out: list[p.Packet] = []
-        pos = self._parse(src, out)
+        try:
+            pos = self._parse(src, out)
+        except ProtocolError as exc:
+            self.fault = exc
+            return out, exc
         if pos < len(src):
             with memoryview(src) as view:
                 buf += view[pos:]
-        return out
+        return out, None
 
     def _parse(self, b: bytes, out: list[p.Packet]) -> int:
         """Decode whole packets from ``b`` into ``out``; return where the unfinished rest starts."""
         level = self.protocol_level
-        max_size = self.max_packet_size
+        max_size = self.max_packet_size if level is not None else min(self.max_packet_size, self.max_connect_size)
         n = len(b)
         pos = 0
         self._need = 0
@@ -260,7 +286,7 @@ class Decoder:
                 head += 1
             total = head + size
             if total > max_size:
-                raise ProtocolError(R.PACKET_TOO_LARGE, f"packet of {total} bytes exceeds max_packet_size {max_size}")
+                raise self._too_large(total)
             end = pos + total
             if end > n:
                 self._need = total
@@ -269,9 +295,20 @@ class Decoder:
                 out.append(decode_publish(b, pos + head, end, first & 0x0F, level))
             else:
                 out.append(self._decode_other(b, pos + head, end, first))
-                level = self.protocol_level
+                if level is None:  # that was the CONNECT: from now on, packets of max_packet_size
+                    level = self.protocol_level
+                    max_size = self.max_packet_size
             pos = end
         return pos
+
+    def _too_large(self, total: int) -> ProtocolError:
+        if total > self.max_packet_size:
+            return ProtocolError(
+                R.PACKET_TOO_LARGE, f"packet of {total} bytes exceeds max_packet_size {self.max_packet_size}"
+            )
+        return ProtocolError(
+            R.PACKET_TOO_LARGE, f"CONNECT of {total} bytes exceeds max_connect_size {self.max_connect_size}"
+        )
 
     def _decode_other(self, b: bytes, pos: int, end: int, first: int) -> p.Packet:
         """Every packet but PUBLISH: check the reserved flags [MQTT-2.2.2-2], then the body."""

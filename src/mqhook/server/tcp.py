@@ -10,7 +10,11 @@ the connection writes leaves through the transport. This module owns the socket 
   other sockets, timers and the webhook senders get their turn;
 - reading stops while the connection asks (``pause_reading``, backpressure) and its packets wait,
   in order, until ``resume_reading``;
-- the transport's write buffer limits are passed on as ``pause_writing`` / ``resume_writing``.
+- the transport's write buffer limits are passed on as ``pause_writing`` / ``resume_writing``;
+- bytes that do not decode end the connection after the packets before them are handled;
+- a close is graceful: what was written (a DISCONNECT with its reason, say) leaves, then a FIN,
+  and input is read and discarded until the peer closes (at most ``LINGER_S`` and
+  ``LINGER_BYTES``), so the peer reads our last packet instead of a reset.
 
 What a packet means, timers, sessions and events are the connection's business
 (``mqhook.broker.connection``); this module touches no hook, no session and no timer of the broker.
@@ -47,6 +51,10 @@ FLUSH_BYTES = 65536
 # while a publisher was being read, and delivered 8k events/s instead of 60k+.
 TURN_PACKETS = 256
 READ_BUDGET = 262144
+# A closed connection waits this long (and discards at most this much input) for the peer's FIN:
+# closing a socket with unread input makes the kernel send a reset, which destroys what we sent last.
+LINGER_S = 2.0
+LINGER_BYTES = 1 << 20
 
 
 def _addr(info: Any) -> str:
@@ -60,8 +68,11 @@ class MqttProtocol(asyncio.Protocol):
     conn: Connection  # made in connection_made, once the peer is known
 
     __slots__ = (
+        "_fault",
         "_flush_pending",
         "_held",
+        "_linger",
+        "_linger_left",
         "_out",
         "_out_size",
         "_paused",
@@ -83,7 +94,8 @@ class MqttProtocol(asyncio.Protocol):
         self.loop = loop
         self.stats = broker.stats
         self.transport: asyncio.Transport | None = None
-        self.decoder = Decoder(broker.config.max_packet_size)
+        config = broker.config
+        self.decoder = Decoder(config.max_packet_size, max_connect_size=config.max_connect_size)
         self.peername = "undefined"
         self.sockname = "undefined"
         self.last_rx = 0.0
@@ -94,6 +106,9 @@ class MqttProtocol(asyncio.Protocol):
         self._paused = False  # the connection asked us to stop reading
         self._read_bytes = 0  # since this connection last yielded to the loop
         self._quota = TURN_PACKETS  # packets it may still handle before it yields
+        self._fault: ProtocolError | None = None  # bytes that did not decode, after the held packets
+        self._linger: asyncio.TimerHandle | None = None  # set once closed: input is discarded until EOF
+        self._linger_left = LINGER_BYTES
 
     # -- asyncio.Protocol -----------------------------------------------------
 
@@ -110,15 +125,19 @@ class MqttProtocol(asyncio.Protocol):
         self.conn = Connection(self.broker, self)
 
     def data_received(self, data: bytes) -> None:
-        self.last_rx = self.broker.clock.time()
         size = len(data)
         self.stats.bytes_received += size
-        self._read_bytes += size
-        try:
-            packets = self.decoder.feed(data)
-        except ProtocolError as exc:
-            self.conn.protocol_error(exc)
+        if self._linger is not None:  # closed: read and discard until the peer's FIN
+            self._linger_left -= size
+            if self._linger_left < 0:
+                self._abort()
             return
+        self.last_rx = self.broker.clock.time()
+        self._read_bytes += size
+        packets, fault = self.decoder.decode(data)
+        if fault is not None:  # handle what came before the fault, then close with it
+            self._fault = fault
+            self.transport.pause_reading()  # type: ignore[union-attr]
         if self._held is not None:
             self._held.extend(packets)  # not handing over now: keep order behind what is held
         elif self._paused:
@@ -156,6 +175,10 @@ class MqttProtocol(asyncio.Protocol):
                     self.loop.call_soon(self._resume)
                     return
         self._quota = quota
+        if self._fault is not None:
+            fault, self._fault = self._fault, None
+            conn.protocol_error(fault)
+            return
         if self._read_bytes >= READ_BUDGET:
             self._hold(packets, len(packets))  # nothing left to hold: just yield the turn
             self.loop.call_soon(self._resume)
@@ -163,18 +186,19 @@ class MqttProtocol(asyncio.Protocol):
     def _hold(self, packets: list[Any], start: int) -> None:
         self._held = packets[start:]
         self._read_bytes = 0
-        self.transport.pause_reading()  # type: ignore[union-attr]
+        if self._fault is None:  # after a fault reading is paused already
+            self.transport.pause_reading()  # type: ignore[union-attr]
 
     def _resume(self) -> None:
         """The next loop turn, or the connection's ``resume_reading``: read on, handle what was held."""
         held = self._held
         transport = self.transport
-        if self._paused or held is None or transport is None or transport.is_closing():
+        if self._paused or held is None or transport is None or transport.is_closing() or self._linger is not None:
             return
         self._held = None
-        transport.resume_reading()
-        if held:
-            self._handle(held)
+        if self._fault is None:  # after a fault nothing more is read
+            transport.resume_reading()
+        self._handle(held)
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -182,6 +206,8 @@ class MqttProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._out.clear()
         self._held = None
+        if self._linger is not None:
+            self._linger.cancel()
         self.conn.connection_lost()
 
     def pause_writing(self) -> None:
@@ -213,15 +239,31 @@ class MqttProtocol(asyncio.Protocol):
             return
         self._out_size = 0
         transport = self.transport
-        if transport is not None and not transport.is_closing():
+        if transport is not None and not transport.is_closing() and self._linger is None:
             transport.write(out[0] if len(out) == 1 else b"".join(out))
         out.clear()
 
     def close(self) -> None:
-        """Flush what is queued (a DISCONNECT, say), then close; reading stops at once."""
+        """Send what is queued (a DISCONNECT, say) and a FIN; hand over no more packets; close once
+        the peer has closed too, or after ``LINGER_S``."""
         self._flush()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._linger is not None:
+            return
+        self._held = None
+        self._fault = None
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._linger = self.loop.call_later(LINGER_S, self._abort)
+        transport.resume_reading()  # drain: the peer's unread bytes must not turn our close into a reset
+
+    def _abort(self) -> None:
+        """The peer did not close within the linger bounds."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
 
     def pause_reading(self) -> None:
         """Hand over no packet after the current one until ``resume_reading``."""

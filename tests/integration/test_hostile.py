@@ -1,0 +1,119 @@
+"""Hostile and broken peers at the edge: what a peer that has not connected may cost, what is handled
+before a fault, and a close the peer can read (issue 10: the edge under load and hostile clients)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from .rawmqtt import (
+    CONNACK,
+    DISCONNECT,
+    PUBACK,
+    PUBREC,
+    connect_packet,
+    parse_ack,
+    parse_disconnect,
+    publish_packet,
+    varint,
+)
+
+
+def _read_until_eof(sock: socket.socket, timeout: float = 5.0) -> bytes:
+    """Everything the broker sends until its FIN; a reset (the kernel destroying unread data) fails."""
+    sock.settimeout(timeout)
+    data = bytearray()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        chunk = sock.recv(65536)  # ConnectionResetError here is the failure this module is about
+        if not chunk:
+            return bytes(data)
+        data += chunk
+    raise AssertionError(f"no EOF within {timeout}s; got {bytes(data[:40]).hex()}")
+
+
+@pytest.mark.parametrize("level", [6, 9, 255])
+def test_an_unsupported_protocol_level_gets_connack_0x01_then_the_close(broker, uid, level):
+    b = broker()
+    with socket.create_connection((b.host, b.mqtt_port)) as sock:
+        sock.sendall(connect_packet(uid, version=4).replace(b"MQTT\x04", b"MQTT" + bytes([level])))
+        # 3.1.1's CONNACK, return code 1: unacceptable protocol version [MQTT-3.1.2-2]
+        assert _read_until_eof(sock) == b"\x20\x02\x00\x01"
+    assert b.wait_stat(("connects", "unsupported_protocol_version"), lambda v: v == 1) == 1
+
+
+def test_a_connect_over_max_connect_size_is_refused_before_it_is_read(broker, raw):
+    b = broker("[mqtt]\nmax_connect_size = 4096\n")
+    c = raw(b, version=4)
+    c.send(b"\x10" + varint(1_000_000))  # announces a 1 MB CONNECT, sends none of it
+    assert c.wait_closed(3) == []
+    assert b.wait_stat(("closed_before_connect", "packet_too_large"), lambda v: v == 1) == 1
+    assert b.stat("connects", "success") == 0
+
+
+def test_a_connect_at_max_connect_size_is_served(broker, raw, uid):
+    b = broker("[mqtt]\nmax_connect_size = 4096\n")
+    head = len(connect_packet(uid, version=4, username=""))
+    username = "u" * (4096 - head - 1)  # exactly 4096 bytes: the remaining length takes one more byte
+    data = connect_packet(uid, version=4, username=username)
+    assert len(data) == 4096
+    c = raw(b, version=4)
+    c.send(data)
+    assert c.expect(CONNACK).body == b"\x00\x00"
+    over = raw(b, version=4)
+    over.send(connect_packet(uid, version=4, username=username + "u"))
+    assert over.wait_closed(3) == []
+
+
+def test_a_socket_that_never_connects_is_closed_and_counted(broker, raw):
+    b = broker("[mqtt]\nidle_timeout = 0.3\n")
+    c = raw(b, version=4)
+    c.send(connect_packet("never", version=4)[:5])  # half a CONNECT
+    assert c.wait_closed(3) == []
+    assert b.wait_stat(("closed_before_connect", "connect_timeout"), lambda v: v == 1) == 1
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_packets_before_a_malformed_one_in_the_same_read_are_handled(broker, raw, uid, version):
+    b = broker()
+    sub = raw(b, version=version)
+    assert sub.connect(uid + "-sub").rc == 0
+    sub.subscribe("fault/#", qos=1)
+    pub = raw(b, version=version)
+    assert pub.connect(uid).rc == 0
+    good = publish_packet("fault/1", b"before the fault", qos=1, pid=7, version=version)
+    pub.send(good + b"\x30\xff\xff\xff\xff\x7f")  # then a remaining length of five bytes
+    got = pub.wait_closed(3)
+    assert got[0].type == PUBACK and parse_ack(got[0], version)[0] == 7  # acknowledged, then closed
+    if version == 5:
+        assert got[-1].type == DISCONNECT and parse_disconnect(got[-1])[0] == 0x81
+    assert sub.recv_publish().payload == b"before the fault"  # and routed
+
+
+def test_a_v5_disconnect_is_readable_although_the_client_sent_more(broker, uid):
+    b = broker("[mqtt]\nreceive_maximum = 4\n")
+    with socket.create_connection((b.host, b.mqtt_port)) as sock:
+        sock.sendall(connect_packet(uid, version=5))
+        # 5 unacknowledged QoS 2 PUBLISHes (one more than Receive Maximum), and more behind them,
+        # so the broker closes with input it never read.
+        flood = b"".join(publish_packet("qos2", b"x" * 1000, qos=2, pid=i, version=5) for i in range(1, 200))
+        sock.sendall(flood)
+        data = _read_until_eof(sock)
+    kinds = []
+    pos = 0
+    while pos < len(data):  # split into packets: type nibble, remaining length, body
+        first = data[pos]
+        length, shift, i = 0, 0, pos + 1
+        while True:
+            length |= (data[i] & 0x7F) << shift
+            shift += 7
+            i += 1
+            if data[i - 1] < 0x80:
+                break
+        kinds.append((first >> 4, data[i : i + length]))
+        pos = i + length
+    assert [k for k, _ in kinds] == [CONNACK, PUBREC, PUBREC, PUBREC, PUBREC, DISCONNECT]
+    assert kinds[-1][1][0] == 0x93  # receive maximum exceeded, and the client read it
+    assert b.wait_stat(("disconnects", "receive_maximum_exceeded"), lambda v: v == 1) == 1
