@@ -67,6 +67,12 @@ CONNECTIONS = _g("mqhook_connections", "MQTT connections that completed CONNECT 
 SESSIONS = _g("mqhook_sessions", "Sessions: connected, or kept for their expiry interval.")
 SUBSCRIPTIONS = _g("mqhook_subscriptions", "Subscriptions of all sessions, shared ones included.")
 RETAINED = _g("mqhook_retained_messages", "Retained messages stored.")
+PAUSED = _g(
+    "mqhook_connections_paused",
+    "Connections the broker does not read on: backpressure holds what they send, or they do not read "
+    "what they are sent (write_buffer_full).",
+    "reason",
+)
 PACKETS_RECEIVED = _c("mqhook_packets_received_total", "MQTT packets received, by packet type.", "type")
 PACKETS_SENT = _c("mqhook_packets_sent_total", "MQTT packets sent, by packet type.", "type")
 MESSAGES_RECEIVED = _c("mqhook_messages_received_total", "PUBLISH messages received from clients, by QoS.", "qos")
@@ -92,6 +98,7 @@ BROKER_METRICS = (
     SESSIONS,
     SUBSCRIPTIONS,
     RETAINED,
+    PAUSED,
     PACKETS_RECEIVED,
     PACKETS_SENT,
     MESSAGES_RECEIVED,
@@ -273,6 +280,7 @@ class MqhookCollector(Collector):
         yield _simple(SESSIONS, [((), gauges["sessions"])])
         yield _simple(SUBSCRIPTIONS, [((), gauges["subscriptions"])])
         yield _simple(RETAINED, [((), gauges["retained"])])
+        yield _simple(PAUSED, [((why,), n) for why, n in self.broker.flow_gauges.items()])
         yield _simple(PACKETS_RECEIVED, [((name,), s.packets_received[t]) for t, name in PACKET_NAMES.items()])
         yield _simple(PACKETS_SENT, [((name,), s.packets_sent[t]) for t, name in PACKET_NAMES.items()])
         yield _simple(MESSAGES_RECEIVED, zip([(q,) for q in QOS_LABELS], s.messages_received, strict=True))

@@ -117,3 +117,27 @@ def test_a_v5_disconnect_is_readable_although_the_client_sent_more(broker, uid):
     assert [k for k, _ in kinds] == [CONNACK, PUBREC, PUBREC, PUBREC, PUBREC, DISCONNECT]
     assert kinds[-1][1][0] == 0x93  # receive maximum exceeded, and the client read it
     assert b.wait_stat(("disconnects", "receive_maximum_exceeded"), lambda v: v == 1) == 1
+
+
+def test_a_client_that_never_reads_is_not_read_either(broker, uid):
+    """Issue 10, defect 3: PINGREQs sent by a client that reads none of the PINGRESPs must not grow
+    the broker: once its write buffer is full, the broker reads no more from it (before: the broker
+    read all 200 MB and buffered the answers). Unit tests check the pause itself and its gauge
+    (tests/unit/test_flow.py): here the kernel may also stall the sender first."""
+    b = broker("[mqtt]\nwrite_buffer_high = 65536\n")
+    sock = socket.create_connection((b.host, b.mqtt_port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(connect_packet(uid, version=4, keepalive=0))
+        chunk = b"\xc0\x00" * 32768
+        sock.settimeout(2.0)  # a send that cannot finish in 2 s: the broker stopped reading
+        sent = 0
+        with pytest.raises(TimeoutError):
+            while sent < 200_000_000:  # bounded: a broker reading everything fails the assertion below
+                sock.sendall(chunk)
+                sent += len(chunk)
+        assert sent < 50_000_000, f"the broker read {sent} bytes from a client that reads nothing"
+        assert b.alive() and b.stat("bytes_received") < 20_000_000
+    finally:
+        sock.close()
+    assert b.wait_stat(("paused_write_buffer_full",), lambda v: v == 0) == 0

@@ -321,6 +321,45 @@ def test_backpressure_stalls_the_publisher_and_loses_nothing(rx, broker, uid):
     assert s["matched"] == s["success"] == n
 
 
+def test_backpressure_holds_only_the_publishers_feeding_it_and_serves_their_keepalive(rx, broker, raw, uid):
+    """Issue 10, defect 1: one saturated backpressure webhook must not stop the whole broker."""
+    gate = threading.Event()
+    r = rx(gate=gate)  # the receiver holds every request until the gate opens
+    b = start_broker(
+        broker,
+        r,
+        name="bp",
+        overflow="backpressure",
+        max_queued_events=20,
+        inflight_window=1,
+        request_timeout="30s",
+        events=["message.publish"],
+        topics=[f"{uid}/load/#"],
+    )
+    try:
+        loader = raw(b, version=5)
+        assert loader.connect(f"{uid}-loader", keepalive=5).rc == 0
+        for i in range(40):  # QoS 0 into the webhook: past its high water (16 of 20)
+            loader.send(publish_packet(f"{uid}/load/t", b"%d" % i, version=5))
+        assert wait_until(lambda: b.stat("paused_backpressure") == 1, 10)
+        assert webhook_stats(b, "bp")["saturated"] is True
+        loader.send(b"\xc0\x00")  # PINGREQ from the held publisher: still answered
+        assert loader.recv(5).type == 13
+        other = raw(b, version=5)  # a client whose messages do not feed the webhook is served at once
+        assert other.connect(f"{uid}-other").rc == 0
+        assert other.subscribe(f"{uid}/other/#", qos=1) == [1]
+        other.send(publish_packet(f"{uid}/other/x", b"hello", qos=1, pid=1, version=5))
+        got = {other.recv(5).type, other.recv(5).type}
+        assert got == {PUBACK, 3}  # its PUBACK and its own message
+        assert b.stat("paused_backpressure") == 1
+    finally:
+        gate.set()
+    r.wait_for(lambda: len(r.events("message.publish")) >= 40, 30, "40 message.publish events")
+    assert wait_until(lambda: b.stat("paused_backpressure") == 0, 10)
+    s = wait_drained(b, "bp", matched=40, timeout=10)
+    assert dropped_total(s) == 0 and s["success"] == 40
+
+
 # ---------------------------------------------------------------------------- ordering
 def test_per_client_ordering(rx, broker, raw, uid):
     rng = random.Random(20240914)

@@ -359,15 +359,19 @@ def test_removing_a_saturated_consumer_releases_publishers() -> None:
     assert calls == [1] and broker.backpressure.active is False
 
 
-def test_a_publisher_stops_reading_until_relief() -> None:
+def test_a_publisher_feeding_a_saturated_consumer_is_held_until_relief() -> None:
     sink = FakeSink(events=["message.publish"], high_water=1)
     broker, _ = routed(sink)
     c = connected(broker)
     c.send(P.Publish("t", b"x", 0))
-    assert broker.backpressure.active is True
-    assert c.link.reading is False and c.conn.reading_paused  # the connection asked its link to pause
+    assert broker.backpressure.active is True and c.conn.holding
+    c.send(P.Publish("t", b"held", 1, packet_id=5))
+    assert c.link.take() == []  # held: not routed, not acknowledged yet
     other = connected(broker, "other")
     other.send(P.Pingreq())
-    assert other.link.reading is True  # a connection that did not publish reads on
+    assert [type(x) for x in other.link.take()] == [P.Pingresp]  # a connection that did not publish reads on
     sink.drain()
-    assert c.link.reading is True and not c.conn.reading_paused and broker.backpressure.active is False
+    assert [type(x) for x in c.link.take()] == [P.Puback]  # the held PUBLISH was handled on relief ...
+    assert c.conn.holding and broker.backpressure.active is True  # ... and filled the consumer again
+    sink.drain()
+    assert not c.conn.holding and broker.backpressure.active is False

@@ -152,15 +152,19 @@ def test_max_keepalive_cuts_the_interval_the_check_uses() -> None:
 
 
 def test_no_keepalive_close_while_the_broker_does_not_read() -> None:
-    """Backpressure: while the broker does not read a publisher, its packets wait in the socket;
-    that silence is the broker's. Once reading resumes the client's own silence counts again."""
+    """Backpressure: once a publisher's held packets pass HOLD_BYTES the broker stops reading it,
+    and its packets wait in the socket; that silence is the broker's. Once reading resumes the
+    client's own silence counts again."""
     sink = FakeSink(events=["message.publish"], high_water=1)
     broker, clock = make_broker()
     route(broker, sink)
     c = Client(broker)
     c.connect("held", keepalive=10)
     c.send(P.Publish("t", b"x", 0))
-    assert c.conn.reading_paused
+    assert c.conn.holding and c.link.reading  # held, but still read (its pings are served)
+    for _ in range(5):
+        c.send(P.Publish("t", b"x" * 60_000, 0))  # 300 kB held: past HOLD_BYTES
+    assert not c.link.reading
     clock.advance(3600)
     assert is_open(c)
     sink.drain()  # relief: reading resumes at 3600 ...

@@ -83,6 +83,9 @@ class Broker:
         self.subscription_count = 0
         self.hooks = Hooks()
         self.backpressure = Backpressure()
+        # Connections that do not read on, by why: "backpressure" (they hold what their client sends)
+        # and "write_buffer_full" (their client does not read what we send).
+        self.flow_gauges = {"backpressure": 0, "write_buffer_full": 0}
         self.authenticator = Authenticator()
         self.authorizer = Authorizer()
 
@@ -271,6 +274,8 @@ class Broker:
             "sessions": len(self.sessions),
             "subscriptions": self.subscription_count,
             "retained": len(self.retained),
+            "paused_backpressure": self.flow_gauges["backpressure"],
+            "paused_write_buffer_full": self.flow_gauges["write_buffer_full"],
         }
 
     def shutdown(self) -> None:

@@ -7,6 +7,17 @@ on the broker's clock), the will, backpressure on a publisher, and what is repor
 points. Pure decisions live beside it: ``connect.negotiate`` (what a CONNECT is granted) and
 ``auth`` (who may connect, publish, subscribe).
 
+Flow control, per connection:
+
+- a PUBLISH whose events went into a consumer over its high water (``Backpressure.fed``) makes
+  the connection *hold* what the client sends next, in order, until every such consumer has
+  drained; acknowledgements of our PUBLISHes and PINGREQ are still handled at once (they change
+  nothing of the held packets' meaning), so the client's keepalive and its subscriptions' windows
+  are served. Past ``HOLD_BYTES`` held, the link stops reading: TCP slows the client down;
+- while the transport's write buffer is over its high-water mark (a client that does not read
+  what we send), the link stops reading too, so such a client cannot grow the broker: memory per
+  connection stays bounded by the read and write buffer limits.
+
 It never touches a socket. Its transport is a ``Link`` (``mqhook.server`` implements it): the
 connection writes bytes to it, closes it, and stops and resumes reading from it. The edge calls
 the public methods only: ``handle`` for each decoded packet, ``protocol_error`` for bytes that do
@@ -70,6 +81,14 @@ _CLOSE_REASONS = {
 # SUBSCRIBE refusals that UNSUBSCRIBE ignores: a filter the settings forbid may still be removed.
 _SETTINGS_REFUSALS = (R.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED, R.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED)
 
+# Packets handled even while a connection holds for backpressure: they concern flows from us to the
+# client (its acks of our PUBLISHes) or nothing at all (PINGREQ), never a held packet's meaning.
+_OUT_OF_ORDER = frozenset({P.PINGREQ, P.PUBACK, P.PUBREC, P.PUBCOMP})
+HOLD_BYTES = 262144  # held packet bytes past which the link stops reading
+# Why the link does not read (bits of Connection._stopped).
+_STOP_HOLD = 1  # backpressure: too much held
+_STOP_WRITE = 2  # the transport's write buffer is full: the client does not read
+
 _PINGRESP = b"\xd0\x00"
 _NO_PROPS: dict[str, Any] = {}  # shared, never written: DISCONNECT replaces it with its own dict
 
@@ -99,11 +118,14 @@ class Connection:
     (3, 4 or 5), ``v5``, ``client_id``, ``username``, ``peerhost``, ``peername``, ``sockname``,
     ``proto_name``, ``clean_start``, ``keepalive`` (granted), ``receive_maximum``, ``connect_props``,
     ``connected_at`` (ms), ``session``, ``config``, ``saturated`` (the transport's write buffer is
-    full) and ``reading_paused`` (backpressure holds this publisher)."""
+    full) and ``holding`` (backpressure holds what this publisher sends)."""
 
     # Slots and a class-level handler table keep an idle connection small (no per-instance
     # __dict__, no bound method per packet type): memory per connection is a target of its own.
     __slots__ = (
+        "_held",
+        "_held_bytes",
+        "_stopped",
         "_timer",
         "aliases",
         "broker",
@@ -120,7 +142,6 @@ class Connection:
         "max_packet_out",
         "peerhost",
         "proto_name",
-        "reading_paused",
         "receive_maximum",
         "saturated",
         "session",
@@ -149,7 +170,9 @@ class Connection:
         self.aliases: dict[int, str] | None = None  # inbound topic aliases, made on first use
         self.max_packet_out = 268435455  # the client's Maximum-Packet-Size
         self.saturated = False  # the transport's write buffer is over its high-water mark
-        self.reading_paused = False  # we asked the link to stop reading (backpressure)
+        self._held: list[P.Packet] | None = None  # packets held, in order, while backpressure holds us
+        self._held_bytes = 0
+        self._stopped = 0  # why the link does not read: _STOP_* bits
         self.close_reason = "tcp_closed"
         # What the CONNECT said, kept for events.
         self.proto_name = "MQTT"
@@ -164,6 +187,11 @@ class Connection:
         self._timer: Any = broker.clock.call_later(self.config.idle_timeout, self._connect_deadline)
 
     @property
+    def holding(self) -> bool:
+        """Backpressure holds what this client sends (see the module docstring)."""
+        return self._held is not None
+
+    @property
     def peername(self) -> str:
         return self.link.peername
 
@@ -176,6 +204,9 @@ class Connection:
     def handle(self, packet: P.Packet) -> None:
         """Apply one decoded packet; raises ProtocolError for an illegal one."""
         ptype = packet.type
+        if self._held is not None and ptype not in _OUT_OF_ORDER:
+            self._hold(packet)
+            return
         if ptype not in LEGAL[self.state]:
             if self.state == CLOSED:
                 return
@@ -267,13 +298,14 @@ class Connection:
 
     def _check_keepalive(self) -> None:
         """Close after 1.5x the keepalive without a byte from the client [MQTT-3.1.2-22]. While we do
-        not read the socket (backpressure), its packets wait there: that silence is ours, not its."""
+        not read the socket because we hold too much (backpressure), its packets wait there: that
+        silence is ours, not its. Not reading because it does not read what we send is its own."""
         self._timer = None
         if self.state != CONNECTED:
             return
         interval = self.keepalive * 1.5
         clock = self.broker.clock
-        idle = 0.0 if self.reading_paused else clock.time() - self.link.last_rx
+        idle = 0.0 if self._stopped & _STOP_HOLD else clock.time() - self.link.last_rx
         if idle >= interval:
             self.protocol_error(
                 ProtocolError(R.KEEP_ALIVE_TIMEOUT, f"no packet within 1.5 x keepalive {self.keepalive}s")
@@ -336,6 +368,8 @@ class Connection:
                 code = R.NOT_AUTHORIZED if self.v5 else R.SUCCESS
                 self._send(P.Puback(pid, code) if qos == 1 else P.Pubrec(pid, code))
             return
+        backpressure = broker.backpressure
+        backpressure.fed = False
         n = broker.publish(msg)
         if qos == 1:
             self._send(P.Puback(pid, R.NO_MATCHING_SUBSCRIBERS if n == 0 and self.v5 else R.SUCCESS))
@@ -345,8 +379,8 @@ class Connection:
                 awaiting = session.awaiting_rel = set()  # the shared empty frozenset is never written
             awaiting.add(pid)
             self._send(P.Pubrec(pid, R.NO_MATCHING_SUBSCRIBERS if n == 0 and self.v5 else R.SUCCESS))
-        if broker.backpressure.active:
-            self._hold_for_backpressure()
+        if backpressure.fed and self._held is None:
+            self._start_holding()
 
     def _resolve_alias(self, topic: str, props: dict[str, Any]) -> str:
         """Inbound Topic Alias (section 3.3.2.3.4): set on a named PUBLISH, used on an empty one."""
@@ -368,19 +402,55 @@ class Connection:
             raise ProtocolError(R.PROTOCOL_ERROR, f"Topic Alias {alias} was never set on this connection")
         return known
 
-    def _hold_for_backpressure(self) -> None:
-        """A consumer of this client's messages is over its high water: read nothing more from this
-        client until every such consumer has drained (its packets wait in the socket, none is lost)."""
-        if self.reading_paused:
-            return
-        self.reading_paused = True
-        self.link.pause_reading()
+    # -- flow control ---------------------------------------------------------------------------
+
+    def _start_holding(self) -> None:
+        """This client's last PUBLISH went into a consumer over its high water: hold what it sends
+        next until every consumer over its high water now has drained."""
+        self._held = []
+        self._held_bytes = 0
+        self.broker.flow_gauges["backpressure"] += 1
         self.broker.backpressure.on_relief(self._relieved)
 
+    def _hold(self, packet: P.Packet) -> None:
+        assert self._held is not None
+        self._held.append(packet)
+        self._held_bytes += len(packet.payload) + len(packet.topic) if isinstance(packet, P.Publish) else 16
+        if self._held_bytes > HOLD_BYTES:
+            self._stop_reading(_STOP_HOLD)
+
     def _relieved(self) -> None:
-        if self.reading_paused and self.state != CLOSED:
-            self.reading_paused = False
-            self.link.resume_reading()
+        """The consumers have drained: handle what was held, in order (which may hold again)."""
+        held = self._held
+        if held is None or self.state == CLOSED:
+            return
+        self._held = None
+        self.broker.flow_gauges["backpressure"] -= 1
+        for packet in held:
+            try:
+                self.handle(packet)
+            except ProtocolError as exc:
+                self.protocol_error(exc)
+                return
+            except Exception as exc:  # a bug must cost this connection, never the broker
+                log.exception("internal error on connection %s", self.link.peername)
+                self.protocol_error(ProtocolError(R.IMPLEMENTATION_SPECIFIC_ERROR, f"internal error: {exc!r}"))
+                return
+            if self.state == CLOSED:
+                return
+        if self._held is None or self._held_bytes <= HOLD_BYTES:
+            self._resume_reading(_STOP_HOLD)
+
+    def _stop_reading(self, why: int) -> None:
+        if not self._stopped:
+            self.link.pause_reading()
+        self._stopped |= why
+
+    def _resume_reading(self, why: int) -> None:
+        if self._stopped & why:
+            self._stopped &= ~why
+            if not self._stopped and self.state != CLOSED:
+                self.link.resume_reading()
 
     def _authorize(self, action: str, topic: str) -> bool:
         """Ask the authorizer, count and report the decision (client.check_authz_complete)."""
@@ -561,12 +631,23 @@ class Connection:
         return True
 
     def pause_writing(self) -> None:
-        """The transport's write buffer passed its high-water mark: the session queues (bounded)."""
+        """The transport's write buffer passed its high-water mark: the session queues (bounded),
+        and nothing more is read from this client until it reads what we sent."""
+        if self.saturated or self.state == CLOSED:
+            return
         self.saturated = True
+        self.broker.flow_gauges["write_buffer_full"] += 1
+        self._stop_reading(_STOP_WRITE)
 
     def resume_writing(self) -> None:
-        """The write buffer drained: send what the session queued meanwhile."""
+        """The write buffer drained: read on, and send what the session queued meanwhile."""
+        if not self.saturated:
+            return
         self.saturated = False
+        self.broker.flow_gauges["write_buffer_full"] -= 1
+        if self.state == CLOSED:
+            return
+        self._resume_reading(_STOP_WRITE)
         session = self.session
         if session is not None and session.conn is self:
             session.drain()
@@ -624,6 +705,12 @@ class Connection:
             self._timer = None
         broker = self.broker
         broker.connections.discard(self)
+        if self._held is not None:  # what the client sent after a held PUBLISH is not handled
+            self._held = None
+            broker.flow_gauges["backpressure"] -= 1
+        if self.saturated:
+            self.saturated = False
+            broker.flow_gauges["write_buffer_full"] -= 1
         if was == AWAIT_CONNECT:
             self.stats.count_closed_before_connect(self.close_reason)
         session = self.session

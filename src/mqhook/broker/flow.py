@@ -3,9 +3,10 @@
 This module owns the broker's side of flow control between MQTT publishers and slow consumers of
 their events. A listener that cannot keep up (a webhook with ``overflow = "backpressure"`` over its
 high water) calls ``hold(holder)``, and ``release(holder)`` once it has drained. While anyone holds,
-``active`` is True: a connection that has just published stops reading its socket and asks
-``on_relief`` for a callback, which comes once every holder of that moment has released. Nothing
-is dropped: the packets wait in the client's socket and TCP slows the client down.
+``active`` is True. Only publishers whose messages feed a holder wait: the listener sets ``fed``
+when it puts an event into a holder, the connection clears it before each PUBLISH and, if it is
+set after, holds what its client sends next and asks ``on_relief`` for a callback, which comes
+once every holder of that moment has released. Nothing is dropped (``broker.connection``).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ log = logging.getLogger("mqhook.broker")
 class Backpressure:
     """The holders of publishers' pause, and the relief callbacks waiting on them."""
 
-    __slots__ = ("_holders", "_waiters", "active")
+    __slots__ = ("_holders", "_waiters", "active", "fed")
 
     def __init__(self) -> None:
-        self.active = False  # read after every PUBLISH: a plain attribute
+        self.active = False
+        self.fed = False  # the PUBLISH being handled put an event into a holder: plain attributes
         self._holders: set[object] = set()
         self._waiters: list[tuple[set[object], Callable[[], None]]] = []
 

@@ -11,7 +11,8 @@ This module owns which consumer gets which event, and the consumers' side of bac
   written once per payload encoding the receiving consumers use (``writer.MessageWriter``).
 - Client and session events are built as structs (``build``) and encoded once for all consumers.
 - A consumer that reports ``saturated`` after a put holds the broker's ``Backpressure`` until its
-  ``on_relief`` callback; a removed consumer lets go at once.
+  ``on_relief`` callback, and the put marks the publish being handled ``fed``, so its publisher
+  waits (and no other); a removed consumer lets go at once.
 
 A consumer that raises in ``put`` is logged and skipped: a broken webhook must not break MQTT.
 """
@@ -145,8 +146,11 @@ class EventRouter:
         except Exception:
             log.exception("event consumer %s failed on %s", getattr(consumer, "name", consumer), raw[:40])
             return
-        if saturated and not self._backpressure.holding(consumer):
-            self._hold(consumer)
+        if saturated:
+            backpressure = self._backpressure
+            backpressure.fed = True
+            if not backpressure.holding(consumer):
+                self._hold(consumer)
 
     def _hold(self, consumer: EventConsumer) -> None:
         backpressure = self._backpressure
@@ -200,7 +204,8 @@ class EventRouter:
         consumer, encoding = target
         write = self._writer.publish
         consumer_put = consumer.put
-        holding = self._backpressure.holding
+        backpressure = self._backpressure
+        holding = backpressure.holding
         hold = self._hold
 
         def publish_into_one(msg: Message) -> None:
@@ -212,7 +217,9 @@ class EventRouter:
             except Exception:
                 log.exception("event consumer %s failed on message.publish", getattr(consumer, "name", consumer))
                 return
-            if saturated and not holding(consumer):
-                hold(consumer)
+            if saturated:
+                backpressure.fed = True
+                if not holding(consumer):
+                    hold(consumer)
 
         return publish_into_one

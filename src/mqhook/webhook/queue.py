@@ -14,10 +14,11 @@ Bounds and overflow (EMQX bounds its buffer by bytes only and drops the oldest, 
 
 - ``drop_oldest`` (EMQX's behaviour, the default): evict from the head until the new event fits;
 - ``drop_new``: refuse the new event;
-- ``backpressure``: never drop. Over the high-water mark the webhook reports ``saturated`` and
-  the broker pauses every connection after the packet it is handling, so the bound may be
-  passed by at most the events of one packet per connection: memory stays bounded by the
-  number of connections, and nothing is lost.
+- ``backpressure``: never drop. Over the high-water mark the webhook reports ``saturated``; each
+  connection whose PUBLISH put an event into it holds what its client sends next, until the
+  webhook is under its low-water mark (``mqhook.broker.connection``). The bound may be passed by at
+  most the events of one packet per such connection: memory stays bounded by the number of
+  connections, and nothing is lost. Other connections are not held.
 
 Every drop is counted by reason in the ``dropped`` dict shared with the webhook's counters.
 """
