@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .pahoc import V5, V311
+from .rawmqtt import PUBACK, publish_packet
 
 
 @pytest.mark.parametrize("protocol", [V311, V5], ids=["v311", "v5"])
@@ -183,3 +184,26 @@ def test_retained_not_matched_by_other_prefix(default_broker, clients, uid):
     sub.wait_messages(1)
     sub.assert_no_message(0.3)
     assert [m.payload for m in sub.received()] == [b"yes"]
+
+
+def test_many_retained_qos1_messages_all_reach_a_paho_subscriber(broker, raw, clients, uid):
+    """Issue 10, defect 4: retained delivery on subscribe flows through the window as the client
+    acknowledges, not through the bounded queue (before: max_queued_messages + max_inflight arrived)."""
+    b = broker("[mqtt]\nmax_queued_messages = 50\n")
+    n = 2000
+    pub = raw(b, version=4)
+    assert pub.connect(uid + "-p").rc == 0
+    pub.send(
+        b"".join(
+            publish_packet(f"{uid}/ret/{i}", b"%d" % i, qos=1, pid=i + 1, retain=True, version=4) for i in range(n)
+        )
+    )
+    for _ in range(n):
+        pub.expect(PUBACK)
+    assert b.stat("retained") == n
+    sub = clients(b, uid + "-s")
+    assert sub.subscribe(f"{uid}/ret/#", qos=1) == [1]
+    sub.wait_messages(n, timeout=30)
+    got = sub.received()
+    assert {m.payload for m in got} == {b"%d" % i for i in range(n)} and all(m.qos == 1 and m.retain for m in got)
+    assert b.stat("deliveries_dropped", "qos0_msg") == 0 and b.stat("deliveries_dropped", "queue_full") == 0

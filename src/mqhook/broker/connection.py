@@ -542,8 +542,7 @@ class Connection:
                 retained.append((real, qos, sub_id))
         self._send(P.Suback(p.packet_id, codes))
         for real, qos, sid in retained:
-            for msg in broker.retained_for(real):
-                session.deliver(msg, min(qos, msg.qos), True, sid)
+            session.deliver_retained(broker.retained_for(real), qos, sid)
 
     def _on_unsubscribe(self, p: P.Unsubscribe) -> None:
         session = self.session

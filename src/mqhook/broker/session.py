@@ -4,6 +4,12 @@ A session delivers through its current connection when it has one, and queues
 otherwise. The queue and the inflight window are both bounded: memory per
 session never grows past ``max_queued_messages`` messages (overflow is dropped
 and counted as ``queue_full``), whatever a slow or absent subscriber does.
+
+Retained messages sent on SUBSCRIBE do not go through that queue: they wait in a *backlog*
+of the retained store's own messages (a list of references per subscribed filter) and flow as
+the window and the transport allow, so a subscriber of 5,000 retained QoS 1 messages gets all
+5,000 whatever ``max_queued_messages`` is. While a backlog waits, new messages queue behind it,
+so a retained (older) message never arrives after a live (newer) one.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class Outgoing:
 class Session:
     __slots__ = (
         "awaiting_rel",
+        "backlog",
         "broker",
         "client_id",
         "client_info",
@@ -73,6 +80,8 @@ class Session:
         self.inflight_max = 32
         # Made on first use: most sessions never queue, and an empty deque costs ~600 bytes.
         self.queue: deque[tuple[Message, int, bool, int | None]] | None = None
+        # Retained messages still to send after SUBSCRIBEs: [messages, next index, max qos, sub id].
+        self.backlog: deque[list[Any]] | None = None
         # Inbound QoS 2 packet ids before PUBREL; a shared empty frozenset until the first one.
         self.awaiting_rel: set[int] | frozenset[int] = _NO_IDS
         self.next_pid = 1
@@ -85,16 +94,18 @@ class Session:
     def deliver(self, msg: Message, qos: int, retain: bool, sub_id: int | None) -> None:
         """Send now if the connection has room, else queue (bounded). Never blocks."""
         conn = self.conn
-        if conn is not None and not conn.saturated:
-            if qos == 0:
-                conn.send_publish(msg, 0, retain, None, sub_id, False)
+        if conn is not None:
+            if not conn.saturated:
+                if self.backlog is None:
+                    if qos == 0:
+                        conn.send_publish(msg, 0, retain, None, sub_id, False)
+                        return
+                    if not self.queue and len(self.inflight) < self.inflight_max:
+                        self._send_inflight(conn, msg, qos, retain, sub_id)
+                        return
+            elif qos == 0:
+                self.dropped(msg, qos, "qos0_msg")
                 return
-            if not self.queue and len(self.inflight) < self.inflight_max:
-                self._send_inflight(conn, msg, qos, retain, sub_id)
-                return
-        elif conn is not None and qos == 0:
-            self.dropped(msg, qos, "qos0_msg")
-            return
         queue = self.queue
         if queue is None:
             queue = self.queue = deque()
@@ -124,11 +135,50 @@ class Session:
         self.next_pid = pid + 1 if pid < 65535 else 1
         return pid
 
+    def deliver_retained(self, messages: list[Message], qos: int, sub_id: int | None) -> None:
+        """The retained messages of one new subscription (granted ``qos``): sent as the window and the
+        transport allow, after any retained backlog of earlier subscriptions, before new messages."""
+        if not messages:
+            return
+        if self.backlog is None:
+            self.backlog = deque()
+        self.backlog.append([messages, 0, qos, sub_id])
+        self.drain()
+
+    def _drain_backlog(self, conn: Connection) -> bool:
+        """Send retained messages while the window and the transport allow; True once none is left."""
+        backlog = self.backlog
+        assert backlog is not None
+        while backlog:
+            chunk = backlog[0]
+            messages, i, granted, sub_id = chunk
+            while i < len(messages):
+                if conn.saturated:
+                    chunk[1] = i
+                    return False
+                msg = messages[i]
+                qos = granted if granted < msg.qos else msg.qos
+                if qos == 0:
+                    conn.send_publish(msg, 0, True, None, sub_id, False)
+                elif len(self.inflight) < self.inflight_max:
+                    self._send_inflight(conn, msg, qos, True, sub_id)
+                else:
+                    chunk[1] = i
+                    return False
+                i += 1
+            backlog.popleft()
+        self.backlog = None
+        return True
+
     def drain(self) -> None:
-        """Move queued messages to the connection while the window and the transport allow."""
+        """Move retained, then queued messages to the connection while the window and the transport allow."""
         conn = self.conn
+        if conn is None:
+            return
+        if self.backlog is not None and not self._drain_backlog(conn):
+            return
         queue = self.queue
-        while queue and conn is not None and not conn.saturated:
+        while queue and not conn.saturated:
             msg, qos, retain, sub_id = queue[0]
             if qos == 0:
                 queue.popleft()
@@ -186,4 +236,5 @@ class Session:
     def clear_flows(self) -> None:
         self.inflight.clear()
         self.queue = None
+        self.backlog = None
         self.awaiting_rel = _NO_IDS
