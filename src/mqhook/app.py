@@ -21,6 +21,7 @@ from mqhook.config import Config, parse_bind
 from mqhook.errors import MqhookError
 from mqhook.events.router import EventRouter
 from mqhook.metrics import LoopLag, build_registry
+from mqhook.server.limits import auto_max_connections, raise_open_file_limit
 from mqhook.server.tcp import start_listener
 from mqhook.webhook.manager import WebhookManager
 
@@ -32,6 +33,26 @@ WEBHOOK_DRAIN_SECONDS = 5.0
 def _address(sockname: Any) -> str:
     host, port = sockname[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _max_connections(configured: int) -> int:
+    """``mqtt.max_connections``, or (0) what the open file limit allows, once that is raised."""
+    open_files = raise_open_file_limit()
+    allowed = auto_max_connections(open_files)
+    if not configured:
+        log.info(
+            "open file limit %d: at most %d MQTT connections ($.mqtt.max_connections = 0: auto)", open_files, allowed
+        )
+        return allowed
+    if configured > allowed:
+        log.warning(
+            "$.mqtt.max_connections is %d but the open file limit %d allows about %d: beyond that, connections "
+            "are closed by the system without a CONNACK; raise the limit (ulimit -n, LimitNOFILE) or lower the setting",
+            configured,
+            open_files,
+            allowed,
+        )
+    return configured
 
 
 class ListenError(MqhookError):
@@ -55,6 +76,7 @@ class App:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.broker = Broker(self.config.mqtt, self.stats, loop)
+        self.broker.max_connections = _max_connections(self.config.mqtt.max_connections)
         self.webhooks.start(loop)
         self.events = EventRouter(
             self.config.node, self.broker.hooks, self.broker.backpressure, self.webhooks.consumers

@@ -64,6 +64,8 @@ def _h(name: str, help: str, *labels: str) -> MetricDef:
 
 # -- broker ---------------------------------------------------------------------------------------
 CONNECTIONS = _g("mqhook_connections", "MQTT connections that completed CONNECT and are open.")
+SOCKETS = _g("mqhook_sockets", "MQTT connections open, connected or not (at most max_connections).")
+MAX_CONNECTIONS = _g("mqhook_max_connections", "MQTT connections allowed at once (mqtt.max_connections, or auto).")
 SESSIONS = _g("mqhook_sessions", "Sessions: connected, or kept for their expiry interval.")
 SUBSCRIPTIONS = _g("mqhook_subscriptions", "Subscriptions of all sessions, shared ones included.")
 RETAINED = _g("mqhook_retained_messages", "Retained messages stored.")
@@ -95,6 +97,8 @@ AUTHORIZATIONS = _c(
 )
 BROKER_METRICS = (
     CONNECTIONS,
+    SOCKETS,
+    MAX_CONNECTIONS,
     SESSIONS,
     SUBSCRIPTIONS,
     RETAINED,
@@ -180,6 +184,7 @@ CONNECT_RESULTS = tuple(
         R.QOS_NOT_SUPPORTED,
         R.RETAIN_NOT_SUPPORTED,
         R.UNSUPPORTED_PROTOCOL_VERSION,
+        R.QUOTA_EXCEEDED,
     )
 )
 QOS_LABELS = ("0", "1", "2")
@@ -277,6 +282,8 @@ class MqhookCollector(Collector):
         s = self.broker.stats
         gauges = self.broker.gauges()
         yield _simple(CONNECTIONS, [((), gauges["connections"])])
+        yield _simple(SOCKETS, [((), gauges["sockets"])])
+        yield _simple(MAX_CONNECTIONS, [((), gauges["max_connections"])])
         yield _simple(SESSIONS, [((), gauges["sessions"])])
         yield _simple(SUBSCRIPTIONS, [((), gauges["subscriptions"])])
         yield _simple(RETAINED, [((), gauges["retained"])])

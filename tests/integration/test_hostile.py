@@ -3,10 +3,17 @@ before a fault, and a close the peer can read (issue 10: the edge under load and
 
 from __future__ import annotations
 
+import json
+import resource
 import socket
+import subprocess
+import sys
 import time
+import urllib.request
 
 import pytest
+
+from conftest import LISTENING_RE, broker_env
 
 from .rawmqtt import (
     CONNACK,
@@ -141,3 +148,75 @@ def test_a_client_that_never_reads_is_not_read_either(broker, uid):
     finally:
         sock.close()
     assert b.wait_stat(("paused_write_buffer_full",), lambda v: v == 0) == 0
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_connects_beyond_max_connections_are_refused_with_a_connack_and_counted(broker, raw, uid, version):
+    b = broker("[mqtt]\nmax_connections = 3\n")
+    held = [raw(b, version=version) for _ in range(3)]
+    for i, c in enumerate(held):
+        assert c.connect(f"{uid}-{i}").rc == 0
+    extra = raw(b, version=version)
+    extra.send(connect_packet(f"{uid}-extra", version=version))
+    got = extra.wait_closed(3)
+    assert len(got) == 1 and got[0].type == CONNACK
+    assert got[0].body[1] == (0x97 if version == 5 else 0x03)  # quota exceeded; 3.1.1: server unavailable
+    assert b.wait_stat(("connects", "quota_exceeded"), lambda v: v == 1) == 1
+    held[0].disconnect()
+    assert b.wait_stat(("sockets",), lambda v: v == 2) == 2
+    again = raw(b, version=version)
+    assert again.connect(f"{uid}-again").rc == 0  # room again
+
+
+def test_the_open_file_limit_is_raised_and_sets_max_connections(uid):
+    """Issue 10, defect 5: started under `ulimit -n 64` with a hard limit of 1024, mqhook raises its
+    limit to 1024 and allows 1024 - 128 MQTT connections; clients beyond are refused, never closed
+    silently, and the admin API keeps answering."""
+
+    def limits() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 1024))
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mqhook", "run", "--mqtt-bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0"],
+        env=broker_env(),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        preexec_fn=limits,
+    )
+    try:
+        assert proc.stderr is not None
+        m = None
+        for _ in range(5):  # the log line about the limit comes first
+            m = LISTENING_RE.search(proc.stderr.readline())
+            if m:
+                break
+        assert m, "the broker did not start"
+        host, port, ahost, aport = m.group(1), int(m.group(2)), m.group(3), int(m.group(4))
+        with urllib.request.urlopen(f"http://{ahost}:{aport}/api/v1/stats", timeout=5) as resp:
+            stats = json.loads(resp.read())
+        assert stats["max_connections"] == 1024 - 128
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < 2048 <= hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (2048, hard))  # room for this test's own 900 sockets
+        socks = []
+        try:  # 900 connections, one after the other: 896 accepted, then refusals with a CONNACK
+            results = []
+            for i in range(900):
+                s = socket.create_connection((host, port))
+                s.sendall(connect_packet(f"{uid}-{i}", version=4))
+                s.settimeout(5)
+                results.append(s.recv(4))
+                socks.append(s)
+            assert results[:896] == [b"\x20\x02\x00\x00"] * 896
+            assert results[896:] == [b"\x20\x02\x00\x03"] * 4
+        finally:
+            for s in socks:
+                s.close()
+        with urllib.request.urlopen(f"http://{ahost}:{aport}/healthz", timeout=5) as resp:
+            assert resp.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()

@@ -80,6 +80,10 @@ class Broker:
         self.sessions: dict[str, Session] = {}
         self.groups: dict[tuple[str, str], SharedGroup] = {}
         self.connections: set[Connection] = set()
+        self.sockets = 0  # MQTT connections open, connected or not (Connection.__init__ .. connection_lost)
+        # At most this many sockets; the composition root sets it from the file descriptor limit when
+        # the setting is 0 (auto). Unset here, nothing is refused.
+        self.max_connections = config.max_connections or 1 << 62
         self.subscription_count = 0
         self.hooks = Hooks()
         self.backpressure = Backpressure()
@@ -274,6 +278,8 @@ class Broker:
             "sessions": len(self.sessions),
             "subscriptions": self.subscription_count,
             "retained": len(self.retained),
+            "sockets": self.sockets,
+            "max_connections": self.max_connections,
             "paused_backpressure": self.flow_gauges["backpressure"],
             "paused_write_buffer_full": self.flow_gauges["write_buffer_full"],
         }

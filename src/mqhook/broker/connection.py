@@ -183,6 +183,7 @@ class Connection:
         self.disconnect_props: dict[str, Any] = _NO_PROPS
         # Interned: thousands of connections come from a few hosts.
         self.peerhost = sys.intern(link.peername.rpartition(":")[0] or "undefined")
+        broker.sockets += 1
         # The CONNECT deadline counts from accept, whatever arrives meanwhile.
         self._timer: Any = broker.clock.call_later(self.config.idle_timeout, self._connect_deadline)
 
@@ -232,6 +233,10 @@ class Connection:
         broker = self.broker
         hooks = broker.hooks
         try:
+            if broker.sockets > broker.max_connections:
+                raise ConnectRefused(
+                    R.QUOTA_EXCEEDED, f"the broker is at max_connections ({broker.max_connections} connections)"
+                )
             terms = negotiate(p, self.config)
             self.client_id = terms.client_id
             authn = broker.authenticator.authenticate(self, p.password)
@@ -691,7 +696,8 @@ class Connection:
         self._send(P.Disconnect(code, {"Reason-String": text[:256]}))
 
     def connection_lost(self) -> None:
-        """The transport is gone (the peer closed, or we did)."""
+        """The transport is gone (the peer closed, or we did): called once per connection."""
+        self.broker.sockets -= 1
         if self.state != CLOSED:
             self._finish()
 

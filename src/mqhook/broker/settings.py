@@ -33,5 +33,9 @@ class MqttConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     wildcard_subscription_available: bool = True
     max_qos: Annotated[int, Meta(ge=0, le=2)] = 2
     max_clientid_len: Annotated[int, Meta(ge=23, le=65535)] = 65535
+    # MQTT sockets open at once, connected or not; a CONNECT beyond is refused (CONNACK 0x97 in v5,
+    # 3 in 3.1.1). 0: the process's file descriptor limit (raised to its hard limit at start) minus a
+    # reserve for the admin server, webhooks and files, so the limit is never reached silently.
+    max_connections: Annotated[int, Meta(ge=0, le=100_000_000)] = 0
     # Transport write buffer high-water mark: above it a subscriber counts as saturated.
     write_buffer_high: Annotated[int, Meta(ge=1024, le=1 << 30)] = 262144
