@@ -75,6 +75,14 @@ PAUSED = _g(
     "what they are sent (write_buffer_full).",
     "reason",
 )
+SUBSCRIBERS_BEHIND = _g(
+    "mqhook_subscribers_behind",
+    "QoS 1/2 subscribers a window behind that make their publishers wait (at most flow_control_timeout).",
+)
+FLOW_TIMEOUTS = _c(
+    "mqhook_flow_control_timeouts_total",
+    "Times a subscriber was still behind after flow_control_timeout and was left to its queue.",
+)
 PACKETS_RECEIVED = _c("mqhook_packets_received_total", "MQTT packets received, by packet type.", "type")
 PACKETS_SENT = _c("mqhook_packets_sent_total", "MQTT packets sent, by packet type.", "type")
 MESSAGES_RECEIVED = _c("mqhook_messages_received_total", "PUBLISH messages received from clients, by QoS.", "qos")
@@ -103,6 +111,8 @@ BROKER_METRICS = (
     SUBSCRIPTIONS,
     RETAINED,
     PAUSED,
+    SUBSCRIBERS_BEHIND,
+    FLOW_TIMEOUTS,
     PACKETS_RECEIVED,
     PACKETS_SENT,
     MESSAGES_RECEIVED,
@@ -287,7 +297,12 @@ class MqhookCollector(Collector):
         yield _simple(SESSIONS, [((), gauges["sessions"])])
         yield _simple(SUBSCRIPTIONS, [((), gauges["subscriptions"])])
         yield _simple(RETAINED, [((), gauges["retained"])])
-        yield _simple(PAUSED, [((why,), n) for why, n in self.broker.flow_gauges.items()])
+        flow = self.broker.flow_gauges
+        yield _simple(
+            PAUSED, [(("backpressure",), flow["backpressure"]), (("write_buffer_full",), flow["write_buffer_full"])]
+        )
+        yield _simple(SUBSCRIBERS_BEHIND, [((), flow["subscribers_behind"])])
+        yield _simple(FLOW_TIMEOUTS, [((), s.flow_control_timeouts)])
         yield _simple(PACKETS_RECEIVED, [((name,), s.packets_received[t]) for t, name in PACKET_NAMES.items()])
         yield _simple(PACKETS_SENT, [((name,), s.packets_sent[t]) for t, name in PACKET_NAMES.items()])
         yield _simple(MESSAGES_RECEIVED, zip([(q,) for q in QOS_LABELS], s.messages_received, strict=True))

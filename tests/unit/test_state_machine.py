@@ -240,7 +240,7 @@ def test_qos2_inbound_exactly_once_and_unknown_pubrel() -> None:
 
 
 def test_outbound_window_and_queue_bound() -> None:
-    broker, _ = make_broker(max_queued_messages=3)
+    broker, _ = make_broker(max_queued_messages=3, flow_control_timeout=0)  # no waiting publishers: the bound itself
     sub = Client(broker)
     sub.connect("win", properties={"Receive-Maximum": 2})
     sub.send(P.Subscribe(1, [P.Subscription("w", 1)]))

@@ -88,8 +88,9 @@ class Broker:
         self.hooks = Hooks()
         self.backpressure = Backpressure()
         # Connections that do not read on, by why: "backpressure" (they hold what their client sends)
-        # and "write_buffer_full" (their client does not read what we send).
-        self.flow_gauges = {"backpressure": 0, "write_buffer_full": 0}
+        # and "write_buffer_full" (their client does not read what we send); and QoS 1/2 sessions a
+        # window behind that hold their publishers ("subscribers_behind").
+        self.flow_gauges = {"backpressure": 0, "write_buffer_full": 0, "subscribers_behind": 0}
         self.authenticator = Authenticator()
         self.authorizer = Authorizer()
 
@@ -200,6 +201,7 @@ class Broker:
         if session.conn is not conn:
             return  # already taken over by a newer connection
         session.conn = None
+        session.release_publishers()  # an offline subscriber's queue takes what comes; nobody waits for it
         if session.expiry_interval == 0:
             self.end_session(session)
         elif session.expiry_interval != NEVER_EXPIRES:
@@ -282,6 +284,7 @@ class Broker:
             "max_connections": self.max_connections,
             "paused_backpressure": self.flow_gauges["backpressure"],
             "paused_write_buffer_full": self.flow_gauges["write_buffer_full"],
+            "subscribers_behind": self.flow_gauges["subscribers_behind"],
         }
 
     def shutdown(self) -> None:

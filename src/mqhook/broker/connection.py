@@ -9,11 +9,12 @@ points. Pure decisions live beside it: ``connect.negotiate`` (what a CONNECT is 
 
 Flow control, per connection:
 
-- a PUBLISH whose events went into a consumer over its high water (``Backpressure.fed``) makes
-  the connection *hold* what the client sends next, in order, until every such consumer has
-  drained; acknowledgements of our PUBLISHes and PINGREQ are still handled at once (they change
-  nothing of the held packets' meaning), so the client's keepalive and its subscriptions' windows
-  are served. Past ``HOLD_BYTES`` held, the link stops reading: TCP slows the client down;
+- a PUBLISH that fed a holder of ``Backpressure`` (a webhook over its high water, a QoS 1/2
+  subscriber a window behind) makes the connection *hold* what the client sends next, in order,
+  until those holders have caught up; acknowledgements of our PUBLISHes and PINGREQ are still
+  handled at once (they change nothing of the held packets' meaning), so the client's keepalive
+  and its subscriptions' windows are served. Past ``HOLD_BYTES`` held, the link stops reading:
+  TCP slows the client down;
 - while the transport's write buffer is over its high-water mark (a client that does not read
   what we send), the link stops reading too, so such a client cannot grow the broker: memory per
   connection stays bounded by the read and write buffer limits.
@@ -42,7 +43,7 @@ from mqhook.broker.message import HOP_BY_HOP, Message, SubOptions
 from mqhook.errors import ProtocolError
 from mqhook.mqtt import packets as P
 from mqhook.mqtt import reason as R
-from mqhook.mqtt.encode import encode, encode_publish
+from mqhook.mqtt.encode import encode, encode_ack, encode_publish
 from mqhook.mqtt.topics import parse_shared, validate_topic_filter
 
 if TYPE_CHECKING:
@@ -90,6 +91,13 @@ _STOP_HOLD = 1  # backpressure: too much held
 _STOP_WRITE = 2  # the transport's write buffer is full: the client does not read
 
 _PINGRESP = b"\xd0\x00"
+
+
+def _held_size(packet: P.Packet) -> int:
+    """What a held packet counts against HOLD_BYTES: a PUBLISH its topic and payload, others 16."""
+    return len(packet.payload) + len(packet.topic) if isinstance(packet, P.Publish) else 16
+
+
 _NO_PROPS: dict[str, Any] = {}  # shared, never written: DISCONNECT replaces it with its own dict
 
 
@@ -374,18 +382,22 @@ class Connection:
                 self._send(P.Puback(pid, code) if qos == 1 else P.Pubrec(pid, code))
             return
         backpressure = broker.backpressure
-        backpressure.fed = False
+        backpressure.fed = None
         n = broker.publish(msg)
         if qos == 1:
-            self._send(P.Puback(pid, R.NO_MATCHING_SUBSCRIBERS if n == 0 and self.v5 else R.SUCCESS))
+            if n == 0 and self.v5:
+                self._send(P.Puback(pid, R.NO_MATCHING_SUBSCRIBERS))
+            else:
+                self.stats.packets_sent[P.PUBACK] += 1
+                self.link.write(encode_ack(0x40, pid))
         elif qos == 2:
             awaiting = session.awaiting_rel
             if not isinstance(awaiting, set):
                 awaiting = session.awaiting_rel = set()  # the shared empty frozenset is never written
             awaiting.add(pid)
             self._send(P.Pubrec(pid, R.NO_MATCHING_SUBSCRIBERS if n == 0 and self.v5 else R.SUCCESS))
-        if backpressure.fed and self._held is None:
-            self._start_holding()
+        if backpressure.fed is not None and self._held is None:
+            self._start_holding(backpressure.fed)
 
     def _resolve_alias(self, topic: str, props: dict[str, Any]) -> str:
         """Inbound Topic Alias (section 3.3.2.3.4): set on a named PUBLISH, used on an empty one."""
@@ -409,29 +421,32 @@ class Connection:
 
     # -- flow control ---------------------------------------------------------------------------
 
-    def _start_holding(self) -> None:
-        """This client's last PUBLISH went into a consumer over its high water: hold what it sends
-        next until every consumer over its high water now has drained."""
+    def _start_holding(self, fed: list[object]) -> None:
+        """This client's last PUBLISH fed holders (a webhook over its high water, a subscriber behind
+        its window): hold what it sends next until they have caught up."""
         self._held = []
         self._held_bytes = 0
         self.broker.flow_gauges["backpressure"] += 1
-        self.broker.backpressure.on_relief(self._relieved)
+        self.broker.backpressure.on_relief(self._relieved, fed)
 
     def _hold(self, packet: P.Packet) -> None:
         assert self._held is not None
         self._held.append(packet)
-        self._held_bytes += len(packet.payload) + len(packet.topic) if isinstance(packet, P.Publish) else 16
+        self._held_bytes += _held_size(packet)
         if self._held_bytes > HOLD_BYTES:
             self._stop_reading(_STOP_HOLD)
 
     def _relieved(self) -> None:
-        """The consumers have drained: handle what was held, in order (which may hold again)."""
+        """The holders have caught up: handle what was held, in order, until a PUBLISH feeds a holder
+        again; then the rest stays held as it is (moved, not handed over one by one)."""
         held = self._held
         if held is None or self.state == CLOSED:
             return
         self._held = None
         self.broker.flow_gauges["backpressure"] -= 1
-        for packet in held:
+        left = self._held_bytes
+        for i, packet in enumerate(held):
+            left -= _held_size(packet)
             try:
                 self.handle(packet)
             except ProtocolError as exc:
@@ -443,6 +458,10 @@ class Connection:
                 return
             if self.state == CLOSED:
                 return
+            if self._held is not None:  # held again by that PUBLISH: keep the rest, in order
+                self._held = held[i + 1 :]
+                self._held_bytes = left
+                break
         if self._held is None or self._held_bytes <= HOLD_BYTES:
             self._resume_reading(_STOP_HOLD)
 

@@ -1,18 +1,26 @@
-"""Backpressure: which listeners want publishers paused, and who waits for them to let go.
+"""Backpressure: who cannot keep up with publishers, and the publishers waiting for them.
 
-This module owns the broker's side of flow control between MQTT publishers and slow consumers of
-their events. A listener that cannot keep up (a webhook with ``overflow = "backpressure"`` over its
-high water) calls ``hold(holder)``, and ``release(holder)`` once it has drained. While anyone holds,
-``active`` is True. Only publishers whose messages feed a holder wait: the listener sets ``fed``
-when it puts an event into a holder, the connection clears it before each PUBLISH and, if it is
-set after, holds what its client sends next and asks ``on_relief`` for a callback, which comes
-once every holder of that moment has released. Nothing is dropped (``broker.connection``).
+This module owns the broker's flow control between MQTT publishers and what consumes their
+messages more slowly than they arrive. Two kinds of *holder* ask publishers to wait:
+
+- a webhook with ``overflow = "backpressure"`` over its high water (``mqhook.events`` holds and
+  releases for it);
+- a QoS 1/2 subscriber whose session has a window's worth of messages queued behind its inflight
+  window (``broker.session``): its publishers wait while it catches up, instead of filling its
+  queue until it drops. It holds for at most ``mqtt.flow_control_timeout``: a subscriber still
+  behind after that is left to its bounded queue, so one slow subscriber cannot stall its
+  publishers' other subscribers for longer.
+
+Only publishers whose messages feed a holder wait. While one PUBLISH is handled, every holder it
+feeds is noted in ``fed`` (None when it fed none: the common case costs one store and one read);
+the connection then holds what its client sends next until those holders have released
+(``on_relief``). Nothing is dropped: held packets wait in order (``broker.connection``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 __all__ = ["Backpressure"]
 
@@ -25,13 +33,13 @@ class Backpressure:
     __slots__ = ("_holders", "_waiters", "active", "fed")
 
     def __init__(self) -> None:
-        self.active = False
-        self.fed = False  # the PUBLISH being handled put an event into a holder: plain attributes
+        self.active = False  # someone holds
+        self.fed: list[object] | None = None  # the holders the PUBLISH being handled fed
         self._holders: set[object] = set()
         self._waiters: list[tuple[set[object], Callable[[], None]]] = []
 
     def hold(self, holder: object) -> None:
-        """``holder`` wants publishers paused until it calls ``release``."""
+        """``holder`` wants the publishers feeding it paused until it calls ``release``."""
         self._holders.add(holder)
         self.active = True
 
@@ -42,8 +50,16 @@ class Backpressure:
     def holders(self) -> frozenset[object]:
         return frozenset(self._holders)
 
+    def note_fed(self, holder: object) -> None:
+        """The PUBLISH being handled put a message or an event into ``holder``, which holds."""
+        fed = self.fed
+        if fed is None:
+            self.fed = [holder]
+        elif holder not in fed:
+            fed.append(holder)
+
     def release(self, holder: object) -> None:
-        """``holder`` has drained; call back every waiter that no longer waits for anyone."""
+        """``holder`` has caught up; call back every waiter that no longer waits for anyone."""
         if holder not in self._holders:
             return
         self._holders.discard(holder)
@@ -63,9 +79,11 @@ class Backpressure:
             except Exception:  # one broken waiter must not keep the others paused
                 log.exception("relief callback %r failed", callback)
 
-    def on_relief(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once every holder of this moment has released (at once if none holds)."""
-        if not self._holders:
+    def on_relief(self, callback: Callable[[], None], holders: Iterable[object] | None = None) -> None:
+        """Call ``callback`` once each of ``holders`` (default: every holder of this moment) that
+        holds now has released; at once if none does."""
+        pending = set(self._holders) if holders is None else {h for h in holders if h in self._holders}
+        if not pending:
             callback()
             return
-        self._waiters.append((set(self._holders), callback))
+        self._waiters.append((pending, callback))

@@ -10,6 +10,14 @@ of the retained store's own messages (a list of references per subscribed filter
 the window and the transport allow, so a subscriber of 5,000 retained QoS 1 messages gets all
 5,000 whatever ``max_queued_messages`` is. While a backlog waits, new messages queue behind it,
 so a retained (older) message never arrives after a live (newer) one.
+
+Flow control: a connected QoS 1/2 subscriber with a window's worth of messages queued behind its
+inflight window holds the broker's ``Backpressure``, so the publishers feeding it wait while it
+catches up (their clients' packets are held, in order, see ``broker.connection``) instead of
+filling its queue until it drops. It releases when its queue is down to half of that; still
+holding after ``mqtt.flow_control_timeout``, it is *behind*: it releases, and holds again only
+once its queue has emptied. So one slow subscriber slows its publishers (and so their other
+subscribers) for at most that long at a time, and a fast flood into a healthy one drops nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +55,11 @@ class Outgoing:
 
 class Session:
     __slots__ = (
+        "_behind",
+        "_hold_at",
+        "_hold_timer",
+        "_holding",
+        "_relieving",
         "awaiting_rel",
         "backlog",
         "broker",
@@ -88,6 +101,11 @@ class Session:
         self.expiry_timer: Any = None
         self.will: Will | None = None  # a delayed will waiting to be published
         self.will_timer: Any = None
+        self._holding = False  # holds Backpressure: its publishers wait
+        self._hold_at = 1  # queued messages from which it holds (set when a connection attaches)
+        self._relieving = False  # while its publishers replay what they held: hold only at half the bound
+        self._behind = False  # held past flow_control_timeout: does not hold again until its queue empties
+        self._hold_timer: Any = None
 
     # -- delivery (hot path) ------------------------------------------------
 
@@ -113,6 +131,49 @@ class Session:
             self.dropped(msg, qos, "queue_full" if qos else "qos0_msg")
             return
         queue.append((msg, qos, retain, sub_id))
+        if qos and conn is not None:
+            if self._holding:
+                self.broker.backpressure.note_fed(self)
+            elif not self._behind and len(queue) >= (self.max_queued // 2 if self._relieving else self._hold_at):
+                self._hold_publishers()
+
+    # -- flow control -----------------------------------------------------
+
+    def _hold_publishers(self) -> None:
+        """A message for us was queued and we are a window behind: its publisher waits for us."""
+        timeout = self.broker.config.flow_control_timeout
+        if not timeout:
+            return
+        backpressure = self.broker.backpressure
+        self._holding = True
+        self.broker.flow_gauges["subscribers_behind"] += 1
+        backpressure.hold(self)
+        self._hold_timer = self.broker.clock.call_later(timeout, self._hold_expired)
+        backpressure.note_fed(self)
+
+    def _hold_expired(self) -> None:
+        """Still behind after flow_control_timeout: let the publishers go; our queue takes the rest."""
+        self._hold_timer = None
+        self._behind = True
+        self.stats.flow_control_timeouts += 1
+        self.release_publishers()
+
+    def release_publishers(self) -> None:
+        """Stop holding our publishers (caught up, left behind, gone offline or ended)."""
+        if not self._holding:
+            return
+        self._holding = False
+        self.broker.flow_gauges["subscribers_behind"] -= 1
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        # Every publisher we held replays what it held, in the order they came to wait; while they do,
+        # we hold again only at half the queue's bound, so each gets its turn (not the first alone).
+        self._relieving = True
+        try:
+            self.broker.backpressure.release(self)
+        finally:
+            self._relieving = False
 
     def dropped(self, msg: Message, qos: int, reason: str) -> None:
         """Count (and report) one copy for this session that will never be sent."""
@@ -187,7 +248,11 @@ class Session:
                 queue.popleft()
                 self._send_inflight(conn, msg, qos, retain, sub_id)
             else:
-                return
+                break
+        if not queue:
+            self._behind = False
+        if self._holding and (not queue or len(queue) <= self._hold_at // 2):
+            self.release_publishers()
 
     # -- acknowledgements ---------------------------------------------------
 
@@ -226,6 +291,9 @@ class Session:
     def resume(self, conn: Connection) -> None:
         """Attach a new connection: resend unacknowledged flows with DUP [MQTT-4.4.0-1], then drain."""
         self.conn = conn
+        # Queued messages from which it holds its publishers: one window, and at most half of the
+        # queue's bound, so that it holds before it drops.
+        self._hold_at = max(1, min(self.inflight_max, self.max_queued // 2))
         for pid, entry in list(self.inflight.items()):
             if entry.state == AWAIT_COMP:
                 conn.send_pubrel(pid)
@@ -234,6 +302,7 @@ class Session:
         self.drain()
 
     def clear_flows(self) -> None:
+        self.release_publishers()
         self.inflight.clear()
         self.queue = None
         self.backlog = None

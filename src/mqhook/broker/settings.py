@@ -37,5 +37,8 @@ class MqttConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # 3 in 3.1.1). 0: the process's file descriptor limit (raised to its hard limit at start) minus a
     # reserve for the admin server, webhooks and files, so the limit is never reached silently.
     max_connections: Annotated[int, Meta(ge=0, le=100_000_000)] = 0
+    # Seconds a QoS 1/2 subscriber with a window's worth of messages queued may make its publishers
+    # wait while it catches up; still behind after that, it is left to its queue. 0: never wait.
+    flow_control_timeout: Annotated[float, Meta(ge=0, le=3600)] = 1.0
     # Transport write buffer high-water mark: above it a subscriber counts as saturated.
     write_buffer_high: Annotated[int, Meta(ge=1024, le=1 << 30)] = 262144

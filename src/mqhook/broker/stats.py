@@ -60,6 +60,7 @@ class Stats:
         self.connects: dict[str, int] = {"success": 0}
         self.disconnects = dict.fromkeys(DISCONNECT_REASONS, 0)
         self.closed_before_connect = dict.fromkeys(PRE_CONNECT_CLOSE_REASONS, 0)
+        self.flow_control_timeouts = 0  # a subscriber held its publishers for flow_control_timeout
         # Authorization decisions by action; each list is [deny, allow] (index = allowed).
         self.authz: dict[str, list[int]] = {action: [0, 0] for action in AUTHZ_ACTIONS}
 
@@ -86,5 +87,6 @@ class Stats:
             "connects": dict(self.connects),
             "disconnects": dict(self.disconnects),
             "closed_before_connect": dict(self.closed_before_connect),
+            "flow_control_timeouts": self.flow_control_timeouts,
             "authorization": {a: {"allow": n[1], "deny": n[0]} for a, n in self.authz.items()},
         }

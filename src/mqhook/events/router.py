@@ -11,8 +11,8 @@ This module owns which consumer gets which event, and the consumers' side of bac
   written once per payload encoding the receiving consumers use (``writer.MessageWriter``).
 - Client and session events are built as structs (``build``) and encoded once for all consumers.
 - A consumer that reports ``saturated`` after a put holds the broker's ``Backpressure`` until its
-  ``on_relief`` callback, and the put marks the publish being handled ``fed``, so its publisher
-  waits (and no other); a removed consumer lets go at once.
+  ``on_relief`` callback, and the put notes it in ``Backpressure.fed``, so the publisher of that
+  message waits for it (and no other publisher does); a removed consumer lets go at once.
 
 A consumer that raises in ``put`` is logged and skipped: a broken webhook must not break MQTT.
 """
@@ -148,9 +148,9 @@ class EventRouter:
             return
         if saturated:
             backpressure = self._backpressure
-            backpressure.fed = True
             if not backpressure.holding(consumer):
                 self._hold(consumer)
+            backpressure.note_fed(consumer)
 
     def _hold(self, consumer: EventConsumer) -> None:
         backpressure = self._backpressure
@@ -218,8 +218,8 @@ class EventRouter:
                 log.exception("event consumer %s failed on message.publish", getattr(consumer, "name", consumer))
                 return
             if saturated:
-                backpressure.fed = True
                 if not holding(consumer):
                     hold(consumer)
+                backpressure.note_fed(consumer)
 
         return publish_into_one

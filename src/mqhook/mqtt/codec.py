@@ -88,7 +88,7 @@ def _new_topic(raw: bytes) -> str:
 
 def _decode_ack(ptype: int) -> Body:
     """PUBACK, PUBREC, PUBREL, PUBCOMP (sections 3.4-3.7): reason and properties may be omitted in v5."""
-    classes: dict[int, Callable[[int, int, dict[str, Any]], p.Packet]] = {
+    classes: dict[int, type[p.Puback | p.Pubrec | p.Pubrel | p.Pubcomp]] = {
         p.PUBACK: p.Puback,
         p.PUBREC: p.Pubrec,
         p.PUBREL: p.Pubrel,
@@ -98,6 +98,11 @@ def _decode_ack(ptype: int) -> Body:
     name = p.PACKET_NAMES[ptype]
 
     def decode(b: bytes, pos: int, end: int, level: int) -> p.Packet:
+        if end - pos == 2:  # the usual ack: a packet id only (3.1.1, and v5 success without properties)
+            packet_id = (b[pos] << 8) | b[pos + 1]
+            if packet_id == 0:
+                raise MalformedPacket(f"{name} with packet identifier 0 [MQTT-2.2.1-3]")
+            return cls(packet_id)
         packet_id, pos = read_u16(b, pos, end, name + " packet identifier")
         if packet_id == 0:
             raise MalformedPacket(f"{name} with packet identifier 0 [MQTT-2.2.1-3]")

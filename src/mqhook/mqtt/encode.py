@@ -139,6 +139,16 @@ def _connack(packet: p.Connack, level: int) -> bytes:
     return bytes((0x20, 2, 1 if present else 0, v3_connack_code(code)))
 
 
+_ACK = struct.Struct(">BBH").pack
+
+
+def encode_ack(first: int, packet_id: int) -> bytes:
+    """A successful PUBACK (0x40), PUBREC (0x50), PUBREL (0x62) or PUBCOMP (0x70) without properties:
+    the same four bytes in every version (reason 0 is omitted in v5, section 3.4.2.1). The broker's
+    hot path writes these without building a packet."""
+    return _ACK(first, 2, packet_id)
+
+
 def _ack(first: int) -> Callable[[Any, int], bytes]:
     """PUBACK/PUBREC/PUBREL/PUBCOMP (sections 3.4-3.7): v5 omits reason 0 and empty properties (3.4.2.1)."""
 

@@ -131,6 +131,9 @@ class Publish:
         self.properties: Props = properties if properties is not None else {}
 
 
+_NO_ACK_PROPS: Props = {}
+
+
 class _Ack:
     """PUBACK, PUBREC, PUBREL, PUBCOMP: a packet id, a reason code, properties."""
 
@@ -140,7 +143,8 @@ class _Ack:
     def __init__(self, packet_id: int, reason_code: int = 0, properties: Props | None = None) -> None:
         self.packet_id = packet_id
         self.reason_code = reason_code
-        self.properties: Props = properties if properties is not None else {}
+        # Most acks have no properties: they share one empty dict, which nobody writes.
+        self.properties: Props = properties if properties is not None else _NO_ACK_PROPS
 
 
 class Puback(_Ack):
