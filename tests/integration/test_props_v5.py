@@ -178,3 +178,34 @@ def test_content_type_alone(default_broker, raw, clients, uid):
     clients(default_broker, uid + "-p").publish(topic, b"{}", qos=0, props={"ContentType": "application/json"})
     m = s.recv_publish()
     assert list(m.props) == [(P_CONTENT_TYPE, "application/json")]
+
+
+def test_outbound_topic_aliases_on_the_wire(broker, raw, clients, uid):
+    """A v5 client announcing Topic-Alias-Maximum 2 gets a topic whole with an alias once, then the
+    alias alone; a third topic goes whole (no installed client library resolves incoming aliases:
+    paho 2.2 does not, libmosquitto only with an option mosquitto_sub lacks; the unit tests hold the
+    table's rules)."""
+    b = broker()
+    watch = raw(b, version=5)
+    assert watch.connect(uid + "-w", properties=[(0x22, 2)]).rc == 0
+    watch.subscribe(f"{uid}/#", qos=0)
+    pub = clients(b, uid + "-p")
+    topics = [f"{uid}/a", f"{uid}/a", f"{uid}/b", f"{uid}/c", f"{uid}/a", f"{uid}/b"]
+    for i, topic in enumerate(topics):
+        pub.publish(topic, b"%d" % i, qos=1)
+    aliases: dict[int, str] = {}
+    resolved = []
+    for _ in topics:
+        p = watch.recv_publish()
+        alias = p.props.get(0x23)
+        if alias is not None and p.topic:
+            aliases[alias] = p.topic
+        resolved.append((p.topic or aliases[alias], alias))
+    assert resolved == [
+        (f"{uid}/a", 1),
+        (f"{uid}/a", 1),
+        (f"{uid}/b", 2),
+        (f"{uid}/c", None),
+        (f"{uid}/a", 1),
+        (f"{uid}/b", 2),
+    ]

@@ -93,11 +93,14 @@ class Broker:
         self.flow_gauges = {"backpressure": 0, "write_buffer_full": 0, "subscribers_behind": 0}
         self.authenticator = Authenticator()
         self.authorizer = Authorizer()
+        self._single_copy = config.overlapping_subscriptions == "single_copy"
 
     # -- routing (hot path) -------------------------------------------------
 
     def route(self, msg: Message) -> int:
         """Deliver ``msg`` to every matching subscription; returns how many copies were handed out."""
+        if self._single_copy:
+            return self._route_single_copy(msg)
         n = 0
         key: Any
         opts: Any
@@ -111,6 +114,39 @@ class Broker:
                 qos = opts.qos if opts.qos < msg.qos else msg.qos
                 key.deliver(msg, qos, msg.retain and opts.rap, opts.sub_id)
                 n += 1
+        return n
+
+    def _route_single_copy(self, msg: Message) -> int:
+        """``overlapping_subscriptions = "single_copy"``: one copy per session, at the highest QoS its
+        matching subscriptions grant, with all their Subscription Identifiers [MQTT-3.3.4-4]; retained
+        as published if one of them says so. Shared subscriptions are served as usual."""
+        n = 0
+        merged: dict[Session, list[Any]] = {}
+        key: Any
+        opts: Any
+        for subs in self.trie.match(msg.topic):
+            for key, opts in subs.items():
+                if type(opts) is SharedGroup:
+                    member, member_opts = opts.pick()
+                    qos = member_opts.qos if member_opts.qos < msg.qos else msg.qos
+                    member.deliver(msg, qos, msg.retain and member_opts.rap, member_opts.sub_id)
+                    n += 1
+                    continue
+                qos = opts.qos if opts.qos < msg.qos else msg.qos
+                if opts.no_local and key.client_id == msg.sender:
+                    key.dropped(msg, qos, "no_local")
+                    continue
+                entry = merged.get(key)
+                if entry is None:
+                    merged[key] = [qos, msg.retain and opts.rap, [] if opts.sub_id is None else [opts.sub_id]]
+                    continue
+                entry[0] = max(entry[0], qos)
+                entry[1] = entry[1] or (msg.retain and opts.rap)
+                if opts.sub_id is not None:
+                    entry[2].append(opts.sub_id)
+        for session, (qos, retain, ids) in merged.items():
+            session.deliver(msg, qos, retain, None if not ids else ids[0] if len(ids) == 1 else tuple(ids))
+            n += 1
         return n
 
     def set_retained(self, msg: Message) -> None:

@@ -63,7 +63,10 @@ def negotiate(p: P.Connect, cfg: MqttConfig) -> Terms:
     ack_props: dict[str, Any] = {}
     expiry = _session_expiry(p, cfg, ack_props)
     keepalive = p.keepalive
-    if keepalive > cfg.max_keepalive:
+    if cfg.server_keepalive and p.proto_level == 5:
+        keepalive = cfg.server_keepalive  # the client must use it [MQTT-3.2.2-21], even if it asked for 0
+        ack_props["Server-Keep-Alive"] = keepalive
+    elif keepalive > cfg.max_keepalive:
         keepalive = cfg.max_keepalive
         ack_props["Server-Keep-Alive"] = keepalive  # [MQTT-3.2.2-21]
     if p.proto_level == 5:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mqhook.broker.auth import PUBLISH, SUBSCRIBE
 from mqhook.broker.connect import ConnectRefused, negotiate
-from mqhook.broker.message import HOP_BY_HOP, Message, SubOptions
+from mqhook.broker.message import HOP_BY_HOP, Message, SubIds, SubOptions
 from mqhook.errors import ProtocolError
 from mqhook.mqtt import packets as P
 from mqhook.mqtt import reason as R
@@ -131,10 +131,12 @@ class Connection:
     # Slots and a class-level handler table keep an idle connection small (no per-instance
     # __dict__, no bound method per packet type): memory per connection is a target of its own.
     __slots__ = (
+        "_aliases_out",
         "_held",
         "_held_bytes",
         "_stopped",
         "_timer",
+        "alias_max_out",
         "aliases",
         "broker",
         "clean_start",
@@ -176,6 +178,8 @@ class Connection:
         self.will_delay = 0
         self.keepalive = 0
         self.aliases: dict[int, str] | None = None  # inbound topic aliases, made on first use
+        self.alias_max_out = 0  # v5: topic aliases we may use towards the client (0: none)
+        self._aliases_out: dict[str, int] | None = None  # topic -> the alias we gave it
         self.max_packet_out = 268435455  # the client's Maximum-Packet-Size
         self.saturated = False  # the transport's write buffer is over its high-water mark
         self._held: list[P.Packet] | None = None  # packets held, in order, while backpressure holds us
@@ -258,6 +262,8 @@ class Connection:
             return
         self.keepalive = terms.keepalive
         self.max_packet_out = terms.max_packet_out
+        if self.v5:
+            self.alias_max_out = min(p.properties.get("Topic-Alias-Maximum", 0), self.config.outbound_topic_aliases)
         self.receive_maximum = terms.receive_maximum
         self.connected_at = int(time.time() * 1000)
         if p.will is not None:
@@ -625,10 +631,10 @@ class Connection:
     def send_pubrel(self, pid: int) -> None:
         self._send(P.Pubrel(pid))
 
-    def send_publish(
-        self, msg: Message, qos: int, retain: bool, pid: int | None, sub_id: int | None, dup: bool
-    ) -> bool:
-        """Encode and write one PUBLISH; False if it cannot be sent (expired or over the client's limit)."""
+    def send_publish(self, msg: Message, qos: int, retain: bool, pid: int | None, sub_id: SubIds, dup: bool) -> bool:
+        """Encode and write one PUBLISH; False if it cannot be sent (expired or over the client's limit).
+        ``sub_id``: the Subscription Identifier of the matching subscription, or a tuple of them
+        (one copy for several overlapping subscriptions), or None."""
         props = msg.properties
         if msg.expiry_at is not None:
             left = msg.expiry_at - self.broker.clock.time()
@@ -640,11 +646,17 @@ class Connection:
             props["Message-Expiry-Interval"] = math.ceil(left)  # decremented [MQTT-3.3.2-6]
         if sub_id is not None and self.v5:
             props = dict(props)
-            props["Subscription-Identifier"] = [sub_id]
-        data = encode_publish(msg.topic, msg.payload, qos, retain, dup, pid, props, self.level)
+            props["Subscription-Identifier"] = list(sub_id) if type(sub_id) is tuple else [sub_id]
+        topic = msg.topic
+        new_alias = 0
+        if self.alias_max_out:
+            topic, props, new_alias = self._topic_alias(topic, props)
+        data = encode_publish(topic, msg.payload, qos, retain, dup, pid, props, self.level)
         if len(data) > self.max_packet_out:
             self.stats.deliveries_dropped["too_large"] += 1  # [MQTT-3.1.2-25]
             return False
+        if new_alias:  # the client learns the alias with this PUBLISH: from now on the topic can go
+            self._aliases_out[msg.topic] = new_alias  # type: ignore[index]
         self.stats.packets_sent[P.PUBLISH] += 1
         self.stats.messages_sent[qos] += 1
         self.link.write(data)
@@ -652,6 +664,26 @@ class Connection:
         if fire is not None and self.session is not None:
             fire(msg, self.session, qos, retain)
         return True
+
+    def _topic_alias(self, topic: str, props: dict[str, Any]) -> tuple[str, dict[str, Any], int]:
+        """Outbound Topic Alias (section 3.3.2.3.4): a topic seen before goes as its alias and an empty
+        topic name; a new one, while aliases are left, goes whole with a new alias (returned third,
+        recorded by the caller once the PUBLISH is written). The first ``alias_max_out`` topics keep
+        their aliases; later ones go whole: the table is bounded and never rewritten."""
+        out = self._aliases_out
+        if out is None:
+            out = self._aliases_out = {}
+        alias = out.get(topic)
+        if alias is not None:
+            props = dict(props)
+            props["Topic-Alias"] = alias
+            return "", props, 0
+        if len(out) < self.alias_max_out:
+            alias = len(out) + 1
+            props = dict(props)
+            props["Topic-Alias"] = alias
+            return topic, props, alias
+        return topic, props, 0
 
     def pause_writing(self) -> None:
         """The transport's write buffer passed its high-water mark: the session queues (bounded),

@@ -77,6 +77,11 @@ class Message:
         return mid
 
 
+SubIds = int | tuple[int, ...] | None
+"""The Subscription Identifier(s) a copy is sent with: one, several (one copy for overlapping
+subscriptions, ``mqtt.overlapping_subscriptions = "single_copy"``), or none."""
+
+
 class SubOptions:
     """One subscription of one session: MQTT 5 subscription options plus the identifier."""
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from mqhook.broker.message import Message, SubOptions
+from mqhook.broker.message import Message, SubIds, SubOptions
 
 if TYPE_CHECKING:
     from mqhook.broker.broker import Broker
@@ -45,7 +45,7 @@ class Outgoing:
 
     __slots__ = ("msg", "qos", "retain", "state", "sub_id")
 
-    def __init__(self, msg: Message, qos: int, retain: bool, sub_id: int | None) -> None:
+    def __init__(self, msg: Message, qos: int, retain: bool, sub_id: SubIds) -> None:
         self.msg = msg
         self.qos = qos
         self.retain = retain
@@ -92,7 +92,7 @@ class Session:
         self.inflight: dict[int, Outgoing] = {}
         self.inflight_max = 32
         # Made on first use: most sessions never queue, and an empty deque costs ~600 bytes.
-        self.queue: deque[tuple[Message, int, bool, int | None]] | None = None
+        self.queue: deque[tuple[Message, int, bool, SubIds]] | None = None
         # Retained messages still to send after SUBSCRIBEs: [messages, next index, max qos, sub id].
         self.backlog: deque[list[Any]] | None = None
         # Inbound QoS 2 packet ids before PUBREL; a shared empty frozenset until the first one.
@@ -109,7 +109,7 @@ class Session:
 
     # -- delivery (hot path) ------------------------------------------------
 
-    def deliver(self, msg: Message, qos: int, retain: bool, sub_id: int | None) -> None:
+    def deliver(self, msg: Message, qos: int, retain: bool, sub_id: SubIds) -> None:
         """Send now if the connection has room, else queue (bounded). Never blocks."""
         conn = self.conn
         if conn is not None:
@@ -182,7 +182,7 @@ class Session:
         if fire is not None:
             fire(msg, self, qos, reason)
 
-    def _send_inflight(self, conn: Connection, msg: Message, qos: int, retain: bool, sub_id: int | None) -> None:
+    def _send_inflight(self, conn: Connection, msg: Message, qos: int, retain: bool, sub_id: SubIds) -> None:
         pid = self._allocate_pid()
         self.inflight[pid] = Outgoing(msg, qos, retain, sub_id)
         if not conn.send_publish(msg, qos, retain, pid, sub_id, False):

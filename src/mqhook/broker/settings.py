@@ -8,7 +8,7 @@ section is decoded; ``mqhook.schema.explain`` words a violation as
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -25,9 +25,19 @@ class MqttConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_queued_messages: Annotated[int, Meta(ge=0, le=10_000_000)] = 1000
     max_session_expiry_interval: Annotated[int, Meta(ge=0, le=0xFFFFFFFF)] = 86400
     max_keepalive: Annotated[int, Meta(ge=1, le=65535)] = 65535
+    # v5: the keepalive the broker imposes (CONNACK Server-Keep-Alive), whatever the client asked,
+    # 0 included. 0: the client's keepalive, cut at max_keepalive.
+    server_keepalive: Annotated[int, Meta(ge=0, le=65535)] = 0
     # Seconds a new connection may stay silent before its CONNECT (EMQX: mqtt.idle_timeout).
     idle_timeout: Annotated[float, Meta(ge=0.1, le=3600)] = 15.0
     topic_alias_maximum: Annotated[int, Meta(ge=0, le=65535)] = 65535
+    # v5: topic aliases the broker uses on PUBLISHes to a client that allows them (the least of this and
+    # the client's Topic-Alias-Maximum); a topic's later copies carry only its alias. 0: none.
+    outbound_topic_aliases: Annotated[int, Meta(ge=0, le=65535)] = 64
+    # v5: a message matching several subscriptions of one client (with Subscription Identifiers) goes as
+    # one copy per subscription ("copy_each"), or as one copy carrying every identifier ("single_copy",
+    # at the highest QoS granted); both are what the spec allows [MQTT-3.3.4-4, MQTT-3.3.4-5].
+    overlapping_subscriptions: Literal["copy_each", "single_copy"] = "copy_each"
     retain_available: bool = True
     shared_subscription_available: bool = True
     wildcard_subscription_available: bool = True
