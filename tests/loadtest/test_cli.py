@@ -30,8 +30,11 @@ CONN_KEYS = {
 }  # fmt: skip
 
 
-def bench(*args: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
+def bench(
+    *args: str, timeout: float = 90.0, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MQHOOK_")}
+    env.update(env_extra or {})
     env["PYTHONPATH"] = str(ROOT / "src") + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return subprocess.run(
         [sys.executable, "-m", "mqhook", "bench", *args],
@@ -47,7 +50,8 @@ def bench(*args: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]
 def test_help() -> None:
     proc = bench("--help")
     assert proc.returncode == 0
-    for flag in ("--against", "--sink", "--procs", "--mode", "--plot", "--start-mosquitto", "--broker-pid"):
+    for flag in ("--against", "--sink", "--procs", "--mode", "--plot", "--start-mosquitto", "--broker-pid",
+                 "--max-queued", "--max-inflight"):  # fmt: skip
         assert flag in proc.stdout
 
 
@@ -97,6 +101,10 @@ def test_loss_gives_exit_status_1(default_broker: Any) -> None:
         (["--topology", "1:1", "--pubs", "2", "--subs", "1"], "1:1 needs as many subs as pubs"),
         (["--payload", "8"], "at least 32"),
         (["--against", "nonsense"], "HOST:PORT"),
+        (["--max-queued", "5000"], "set the brokers the bench starts"),  # --port 1: a broker it did not start
+        (["--start-mqhook", "--max-queued", "0"], "mosquitto reads 0 as no maximum"),
+        (["--start-mqhook", "--max-queued", "10000001"], "--max-queued must be from 1 to 10000000"),
+        (["--start-mqhook", "--max-inflight", "65536"], "--max-inflight must be from 0"),
     ],
 )
 def test_bad_arguments(args: list[str], message: str) -> None:
@@ -152,6 +160,46 @@ def test_against_mosquitto(default_broker: Any, tmp_path: Path) -> None:
     assert all(r["lost"] == 0 and r["received"] == 300 for r in doc["runs"])
     assert doc["runs"][1]["broker_cpu_s"] is not None  # the bench started it, so it knows its pid
     assert set(doc["summary"]["ratio"]) >= {"msgs_out_per_s", "latency_p99_ms"}
+    # the bench did not start the first broker: its settings are unknown, and so is what differs
+    assert "settings: mqhook unknown (not started by the bench) | mosquitto max_inflight 32" in proc.stdout
+    assert doc["targets"][0]["settings"] is None and doc["settings_differ"] is None
+    assert doc["targets"][1]["settings"] == {"max_inflight": 32, "max_queued": 1000, "nodelay": True}
+
+
+@needs_mosquitto
+def test_a_setting_given_to_one_broker_only_is_reported(tmp_path: Path) -> None:
+    # issue 10: mqhook's queue raised through its environment, mosquitto's left at 1000
+    out = tmp_path / "vs.json"
+    proc = bench("--start-mqhook", "--against", "mosquitto", "--repeat", "1", "--count", "300", "--qos", "1",
+                 "--json", str(out), env_extra={"MQHOOK_MQTT__MAX_QUEUED_MESSAGES": "10000000"})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    header = proc.stdout.splitlines()[1:3]
+    assert header == [
+        "settings: mqhook max_inflight 32, max_queued 10000000, nodelay on"
+        " | mosquitto max_inflight 32, max_queued 1000, nodelay on",
+        "differs: max_queued (mqhook 10000000, mosquitto 1000)",
+    ]
+    assert "differs: max_queued (mqhook 10000000, mosquitto 1000)" in proc.stderr  # said before the runs, too
+    doc = json.loads(out.read_text())
+    assert doc["settings_differ"] == [{"setting": "max_queued", "values": {"mqhook": 10_000_000, "mosquitto": 1000}}]
+
+
+@needs_mosquitto
+def test_max_queued_gives_both_brokers_the_same_queue(tmp_path: Path) -> None:
+    out = tmp_path / "vs.json"
+    proc = bench("--start-mqhook", "--against", "mosquitto", "--repeat", "1", "--count", "300", "--qos", "1",
+                 "--max-queued", "10000000", "--json", str(out),
+                 env_extra={"MQHOOK_MQTT__MAX_QUEUED_MESSAGES": "7"})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert proc.stdout.splitlines()[1] == (
+        "settings: mqhook max_inflight 32, max_queued 10000000, nodelay on"
+        " | mosquitto max_inflight 32, max_queued 10000000, nodelay on"
+    )
+    assert "differs:" not in proc.stdout
+    doc = json.loads(out.read_text())
+    assert doc["settings_differ"] == []
+    assert [t["settings"]["max_queued"] for t in doc["targets"]] == [10_000_000, 10_000_000]
+    assert all(r["lost"] == 0 and r["received"] == 300 for r in doc["runs"])
 
 
 @needs_mosquitto
@@ -160,3 +208,11 @@ def test_start_mosquitto_alone_stops_by_itself() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "mosquitto listening on 127.0.0.1:" in proc.stdout
     assert "max_queued_messages 1000" in proc.stdout
+
+
+@needs_mosquitto
+def test_start_mosquitto_alone_takes_the_limits() -> None:
+    proc = bench("--start-mosquitto", "--port", "0", "--max-seconds", "0.5", "--max-queued", "5000",
+                 "--max-inflight", "0", timeout=30)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip().splitlines()[-2:] == ["max_inflight_messages 0", "max_queued_messages 5000"]

@@ -5,14 +5,22 @@ with SIGTERM on the bench's death (``PR_SET_PDEATHSIG``); ``stop()`` sends SIGTE
 SIGKILL after a few seconds. Their stderr is drained by a thread into the last 200 lines.
 
 mosquitto's configuration (``MOSQUITTO_CONF``) mirrors mqhook's defaults so the comparison
-is fair: the same per-client outbound window (``max_inflight_messages 32`` = mqhook
-``mqtt.max_inflight``), the same per-session queue (``max_queued_messages 1000`` =
-``mqtt.max_queued_messages``; also mosquitto's own default), TCP_NODELAY as mqhook sets it
-on every connection (``set_tcp_nodelay true``; mosquitto's default is false, and Nagle then adds
-milliseconds of latency at moderate rates, while as-fast-as-possible throughput gains a little),
-no persistence (mqhook keeps nothing on disk), and logging of errors and warnings only (mqhook
-is started with ``--log-level warning``). ``--mosquitto-option LINE`` appends lines (a later line
-wins), e.g. ``set_tcp_nodelay false`` or ``max_inflight_messages 0``.
+is fair: the same per-client outbound window (``max_inflight_messages`` = mqhook
+``mqtt.max_inflight``, 32), the same per-session queue (``max_queued_messages`` =
+``mqtt.max_queued_messages``, 1000, also mosquitto's own default; both read from mqhook's
+``MqttConfig()``), TCP_NODELAY as mqhook sets it on every connection (``set_tcp_nodelay true``;
+mosquitto's default is false, and Nagle then adds milliseconds of latency at moderate rates, while
+as-fast-as-possible throughput gains a little), no persistence (mqhook keeps nothing on disk),
+and logging of errors and warnings only (mqhook is started with ``--log-level warning``).
+``--max-queued`` / ``--max-inflight`` of ``mqhook bench`` append ``max_queued_messages N`` /
+``max_inflight_messages N`` (and give the started mqhook the same through ``MQHOOK_ENV``), then
+``--mosquitto-option LINE`` appends its lines (a later line wins), e.g. ``set_tcp_nodelay false``.
+
+The effective settings that matter for a comparison (``SETTINGS``: outbound window, queue bound,
+TCP_NODELAY) of each broker started here are known: ``BrokerProcess.settings``, mqhook's from its
+configuration as it loads it (embedded defaults, ``--config`` file, the ``MQHOOK_*`` environment it
+is given), mosquitto's from its final config file (last line wins). ``settings_differ`` compares
+two of them; a broker the bench did not start has ``None`` (unknown), never a guess.
 """
 
 from __future__ import annotations
@@ -30,8 +38,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import msgspec.inspect as mi
+
+from mqhook.broker.settings import MqttConfig
 from mqhook.loadtest.rpc import child_env
 from mqhook.loadtest.stats import cpu_seconds
 
@@ -42,8 +55,8 @@ MOSQUITTO_CONF = """\
 listener {port} 127.0.0.1
 allow_anonymous true
 persistence false
-max_inflight_messages 32
-max_queued_messages 1000
+max_inflight_messages {max_inflight}
+max_queued_messages {max_queued}
 set_tcp_nodelay true
 max_keepalive 65535
 log_dest stderr
@@ -51,6 +64,99 @@ log_type error
 log_type warning
 connection_messages false
 """
+
+
+# The settings a comparison states for each broker: max_inflight (outbound QoS 1/2 window per
+# client), max_queued (messages queued per session), nodelay (TCP_NODELAY). Values: an int, None
+# for unlimited (mosquitto's 0), a bool for nodelay.
+SETTINGS = ("max_inflight", "max_queued", "nodelay")
+MQHOOK_ENV = {"max_inflight": "MQHOOK_MQTT__MAX_INFLIGHT", "max_queued": "MQHOOK_MQTT__MAX_QUEUED_MESSAGES"}
+MOSQUITTO_KEYS = {"max_inflight": "max_inflight_messages", "max_queued": "max_queued_messages"}
+# mosquitto's own defaults, for a config without the line (MOSQUITTO_CONF has every one of them).
+MOSQUITTO_DEFAULTS = {"max_inflight_messages": "20", "max_queued_messages": "1000", "set_tcp_nodelay": "false"}
+# MQTT packet ids are 16 bits (1..65535): no client can have more QoS 1/2 messages in flight, so a
+# window this large is the same as an unlimited one.
+PACKET_IDS = 65535
+
+
+def mqhook_bounds(field: str) -> tuple[int, int]:
+    """(least, greatest) value mqhook accepts for ``mqtt.FIELD`` (from ``MqttConfig``'s constraints)."""
+    info = mi.type_info(MqttConfig)
+    assert isinstance(info, mi.StructType)
+    tp = next(f.type for f in info.fields if f.name == field)
+    assert isinstance(tp, mi.IntType) and tp.ge is not None and tp.le is not None
+    return tp.ge, tp.le
+
+
+def _config_arg(args: Sequence[str]) -> str | None:
+    """The ``--config FILE`` among ``mqhook run`` arguments (parsed as mqhook parses it)."""
+    import argparse
+
+    p = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    p.add_argument("--config")
+    try:
+        ns, _ = p.parse_known_args(list(args))
+    except (argparse.ArgumentError, SystemExit):
+        return None
+    return ns.config
+
+
+def mqhook_settings(environ: Mapping[str, str], args: Sequence[str] = ()) -> dict[str, Any] | None:
+    """The settings of ``mqhook run ARGS`` started with ``environ``: its configuration loaded as
+    it loads it (``MqttConfig``'s defaults < ``--config`` file < ``MQHOOK_*`` environment); TCP_NODELAY
+    is always on. None when that configuration does not load (mqhook would not start)."""
+    from mqhook import config
+    from mqhook.errors import ConfigError
+
+    try:
+        mqtt = config.load(_config_arg(args), environ=environ, warn=lambda _message: None).mqtt
+    except ConfigError:  # a bad file or variable (or a file gone since): unknown, not a guess
+        return None
+    return {"max_inflight": mqtt.max_inflight, "max_queued": mqtt.max_queued_messages, "nodelay": True}
+
+
+def mosquitto_settings(conf: str) -> dict[str, Any] | None:
+    """The settings of a mosquitto config file's text: the last line of each key wins, mosquitto's
+    defaults without one; 0 (no maximum) is None. None when a value is not a number."""
+    last = dict(MOSQUITTO_DEFAULTS)
+    for line in conf.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] in last:
+            last[words[0]] = words[1]
+    out: dict[str, Any] = {}
+    for key, name in MOSQUITTO_KEYS.items():
+        try:
+            out[key] = int(last[name]) or None
+        except ValueError:
+            return None
+    out["nodelay"] = last["set_tcp_nodelay"] == "true"
+    return out
+
+
+def _same(key: str, a: Any, b: Any) -> bool:
+    if key == "max_inflight":  # a window of every packet id is an unlimited one
+        a, b = (None if v is None or v >= PACKET_IDS else v for v in (a, b))
+    return bool(a == b)
+
+
+def settings_differ(named: Sequence[tuple[str, dict[str, Any] | None]]) -> list[dict[str, Any]] | None:
+    """What differs between the brokers' settings: ``[{"setting": "max_queued", "values": {name: value,
+    ...}}]``, [] when nothing does, None when a broker's settings are unknown."""
+    if not named or any(s is None for _, s in named):
+        return None
+    out = []
+    for key in SETTINGS:
+        values = [s.get(key) for _, s in named if s is not None]
+        if any(not _same(key, values[0], v) for v in values[1:]):
+            out.append({"setting": key, "values": {name: s.get(key) for name, s in named if s is not None}})
+    return out
+
+
+def format_setting(key: str, value: Any) -> str:
+    """``32``, ``unlimited`` (None), ``on`` / ``off``."""
+    if key == "nodelay":
+        return "on" if value else "off"
+    return "unlimited" if value is None else str(value)
 
 
 class BrokerStartError(SystemExit):
@@ -94,10 +200,21 @@ def find_mosquitto(path: str | None = None) -> str:
 class BrokerProcess:
     """A broker child process."""
 
-    def __init__(self, name: str, cmd: list[str], ready: re.Pattern[str] | None, tmpdir: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        cmd: list[str],
+        ready: re.Pattern[str] | None,
+        tmpdir: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.cmd = cmd
         self.tmpdir = tmpdir
+        # the environment it was started with: the bench's, plus ``env``
+        self.env = {**child_env(), **(env or {})}
+        # what the bench knows of its settings (see SETTINGS); None: unknown
+        self.settings: dict[str, Any] | None = None
         self.lines: collections.deque[str] = collections.deque(maxlen=200)
         self.host = "127.0.0.1"
         self.port = 0
@@ -111,7 +228,7 @@ class BrokerProcess:
             stderr=subprocess.PIPE,
             text=True,
             errors="replace",
-            env=child_env(),
+            env=self.env,
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
@@ -166,19 +283,27 @@ class BrokerProcess:
 
 
 def start_mqhook(
-    extra_args: list[str] | None = None, log_level: str = "warning", timeout: float = 20.0
+    extra_args: list[str] | None = None,
+    log_level: str = "warning",
+    timeout: float = 20.0,
+    env: Mapping[str, str] | None = None,
 ) -> BrokerProcess:
-    """``python -m mqhook run`` on 127.0.0.1 with free ports; ready when it prints its listening line."""
+    """``python -m mqhook run`` on 127.0.0.1 with free ports; ready when it prints its listening line.
+    ``env``: variables added to (or replacing) the bench's environment, e.g. ``MQHOOK_ENV`` ones."""
     cmd = [sys.executable, "-m", "mqhook", "run", "--mqtt-bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0"]
     cmd += ["--log-level", log_level, *(extra_args or [])]
-    broker = BrokerProcess("mqhook", cmd, READY)
+    broker = BrokerProcess("mqhook", cmd, READY, env=env)
     broker.wait_ready(timeout)
+    broker.settings = mqhook_settings(broker.env, extra_args or [])
     return broker
 
 
 def mosquitto_config(port: int, extra: list[str] | None = None) -> str:
-    """``MOSQUITTO_CONF`` for ``port``; ``extra`` lines are appended (a later line wins)."""
-    return MOSQUITTO_CONF.format(port=port) + "".join(line + "\n" for line in extra or [])
+    """``MOSQUITTO_CONF`` for ``port`` with mqhook's default window and queue (``MqttConfig()``);
+    ``extra`` lines are appended (a later line wins)."""
+    defaults = MqttConfig()
+    conf = MOSQUITTO_CONF.format(port=port, max_inflight=defaults.max_inflight, max_queued=defaults.max_queued_messages)
+    return conf + "".join(line + "\n" for line in extra or [])
 
 
 def start_mosquitto(
@@ -189,7 +314,8 @@ def start_mosquitto(
     port = port or free_port()
     tmpdir = tempfile.mkdtemp(prefix="mqhook-bench-mosquitto-")
     conf = Path(tmpdir) / "mosquitto.conf"
-    conf.write_text(mosquitto_config(port, extra))
+    text = mosquitto_config(port, extra)
+    conf.write_text(text)
     conf.chmod(0o644)
     os.chmod(tmpdir, 0o755)  # mosquitto may drop privileges to its own user
     broker = BrokerProcess("mosquitto", [binary, "-c", str(conf)], None, tmpdir)
@@ -198,4 +324,5 @@ def start_mosquitto(
         broker.stop()
         tail = "\n    ".join(list(broker.lines)[-15:])
         raise BrokerStartError(f"mqhook bench: mosquitto did not accept on port {port} in {timeout}s:\n    {tail}")
+    broker.settings = mosquitto_settings(text)
     return broker

@@ -6,9 +6,16 @@ import argparse
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mqhook.broker.settings import MqttConfig
 from mqhook.loadtest.scenario import DEFAULT_COUNT, MODES, TOPOLOGIES, Scenario
+
+if TYPE_CHECKING:
+    from mqhook.loadtest.brokers import BrokerProcess
+    from mqhook.loadtest.runner import Target
+
+_MQTT_DEFAULTS = MqttConfig()
 
 EPILOG = """\
 examples:
@@ -19,6 +26,10 @@ examples:
   mqhook bench --sink --port 5000                      # a counting webhook receiver, alone
   mqhook bench --start-mqhook --sink-port 5000 --count 20000   # a run, with mqhook posting to the sink
   mqhook bench --start-mosquitto --port 1884           # mosquitto with the bench's fair config, until Ctrl-C
+  mqhook bench --start-mqhook --against mosquitto --qos 1 --max-queued 10000000   # both with a 10M queue
+
+The brokers the bench starts get the same window, queue and TCP_NODELAY unless told otherwise; the
+header of the table states each one's settings ("unknown" for a broker it did not start) and which differ.
 
 exit status: 0 = every run completed with nothing lost, duplicated or stalled; 1 = a run failed,
 lost or duplicated something, or stalled (see the notes under the table); 2 = bad arguments; 130 = Ctrl-C.
@@ -26,6 +37,8 @@ lost or duplicated something, or stalled (see the notes under the table); 2 = ba
 
 
 def parser() -> argparse.ArgumentParser:
+    from mqhook.loadtest.brokers import mqhook_bounds
+
     p = argparse.ArgumentParser(
         prog="mqhook bench",
         description="Load-test an MQTT broker (MQTT 3.1.1, uvloop, hand-built packets), optionally against another "
@@ -68,7 +81,25 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="LINE",
-        help="a line appended to the started mosquitto's config, e.g. 'set_tcp_nodelay false' (repeatable)",
+        help="a line appended to the started mosquitto's config, e.g. 'set_tcp_nodelay false' (repeatable; "
+        "after --max-queued / --max-inflight, so it wins over them)",
+    )
+    g.add_argument(
+        "--max-queued",
+        type=int,
+        metavar="N",
+        help="messages queued per session on every broker the bench starts: mqhook mqtt.max_queued_messages "
+        f"(through MQHOOK_MQTT__MAX_QUEUED_MESSAGES), mosquitto max_queued_messages (default: both "
+        f"{_MQTT_DEFAULTS.max_queued_messages}, mqhook's default)",
+    )
+    g.add_argument(
+        "--max-inflight",
+        type=int,
+        metavar="N",
+        help="unacknowledged outbound QoS 1/2 messages per client on every broker the bench starts: mqhook "
+        "mqtt.max_inflight (through MQHOOK_MQTT__MAX_INFLIGHT), mosquitto max_inflight_messages; 0 = unlimited "
+        f"(mosquitto 0, mqhook its maximum, {mqhook_bounds('max_inflight')[1]}) "
+        f"(default: both {_MQTT_DEFAULTS.max_inflight}, mqhook's default)",
     )
     g.add_argument("--repeat", type=int, help="runs per broker (default 3 with --against, else 1)")
     g.add_argument(
@@ -201,13 +232,61 @@ def _wait_for_signal(max_seconds: float) -> None:
             signal.signal(sig, handler)
 
 
+def check_limits(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--max-queued / --max-inflight: within mqhook's bounds, and for a broker the bench starts."""
+    from mqhook.loadtest.brokers import mqhook_bounds
+
+    if args.max_queued is None and args.max_inflight is None:
+        return
+    if not (args.start_mqhook or args.start_mosquitto or args.against == "mosquitto"):
+        p.error(
+            "--max-queued / --max-inflight set the brokers the bench starts (--start-mqhook, --against mosquitto, "
+            "--start-mosquitto); a broker already running takes them from its own configuration"
+        )
+    if args.max_queued is not None:
+        top = mqhook_bounds("max_queued_messages")[1]
+        if args.max_queued == 0:
+            p.error(
+                f"--max-queued 0 cannot be the same on both brokers: mosquitto reads 0 as no maximum, mqhook as no "
+                f"queue; for the largest queue give {top} (mqhook's maximum)"
+            )
+        if not 1 <= args.max_queued <= top:
+            p.error(f"--max-queued must be from 1 to {top} (mqhook's bounds)")
+    if args.max_inflight is not None:
+        top = mqhook_bounds("max_inflight")[1]
+        if not 0 <= args.max_inflight <= top:
+            p.error(f"--max-inflight must be from 0 (unlimited) to {top}")
+
+
+def limit_overrides(args: argparse.Namespace) -> tuple[dict[str, str], list[str]]:
+    """--max-inflight / --max-queued as the started mqhook's environment variables and the started
+    mosquitto's config lines (before --mosquitto-option's, which therefore win over them)."""
+    from mqhook.loadtest.brokers import MOSQUITTO_KEYS, MQHOOK_ENV, mqhook_bounds
+
+    env: dict[str, str] = {}
+    lines: list[str] = []
+    if args.max_inflight is not None:
+        # mqhook has no unlimited window: its maximum, every packet id, is the same thing
+        env[MQHOOK_ENV["max_inflight"]] = str(args.max_inflight or mqhook_bounds("max_inflight")[1])
+        lines.append(f"{MOSQUITTO_KEYS['max_inflight']} {args.max_inflight}")
+    if args.max_queued is not None:
+        env[MQHOOK_ENV["max_queued"]] = str(args.max_queued)
+        lines.append(f"{MOSQUITTO_KEYS['max_queued']} {args.max_queued}")
+    return env, lines
+
+
+def _mosquitto_lines(args: argparse.Namespace) -> list[str]:
+    return [*limit_overrides(args)[1], *args.mosquitto_option]
+
+
 def _start_mosquitto_only(args: argparse.Namespace) -> int:
     from mqhook.loadtest import brokers
 
-    broker = brokers.start_mosquitto(args.mosquitto, args.port or 1884, extra=args.mosquitto_option)
+    lines = _mosquitto_lines(args)
+    broker = brokers.start_mosquitto(args.mosquitto, args.port or 1884, extra=lines)
     try:
         print(f"mosquitto listening on 127.0.0.1:{broker.port} pid {broker.pid} (Ctrl-C to stop); config:", flush=True)
-        print(brokers.mosquitto_config(broker.port, args.mosquitto_option), flush=True)
+        print(brokers.mosquitto_config(broker.port, lines), flush=True)
         _wait_for_signal(args.max_seconds)
     finally:
         broker.stop()
@@ -245,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = parser()
     args = p.parse_args(argv)
+    check_limits(p, args)
     progress = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
     if args.plot:
         from mqhook.loadtest.report import require_matplotlib
@@ -264,6 +344,43 @@ def main(argv: list[str] | None = None) -> int:
     return _bench(args, argv, sc, repeat, progress)
 
 
+def start_targets(args: argparse.Namespace, sink_port: int | None, started: list[BrokerProcess]) -> list[Target]:
+    """The brokers to measure, starting those the options ask for (appended to ``started`` as they
+    start, for the caller to stop even when a later one fails), each with the settings the bench
+    knows it has: --max-queued / --max-inflight reach every broker started here."""
+    from mqhook.loadtest import brokers, runner
+
+    other: tuple[str, int] | None = None
+    if args.against and args.against != "mosquitto":
+        host, _, port = args.against.rpartition(":")
+        if not host or not port.isdigit():
+            raise SystemExit("mqhook bench: --against wants HOST:PORT or 'mosquitto'")
+        other = host.strip("[]"), int(port)
+    env, _ = limit_overrides(args)
+    if args.start_mqhook:
+        extra = list(args.mqhook_arg)
+        if sink_port is not None:
+            extra += ["--webhook", f"bench=http://127.0.0.1:{sink_port}/"]
+        b = brokers.start_mqhook(extra, env=env)
+        started.append(b)
+        settings = b.settings
+        if settings is not None and args.max_inflight == 0 and settings["max_inflight"] == brokers.PACKET_IDS:
+            settings = {**settings, "notes": {"max_inflight": "its maximum, for --max-inflight 0"}}
+        target = runner.Target(args.name or "mqhook", b.host, b.port, b.pid, settings)
+    else:
+        target = runner.Target(args.name or "target", args.host, args.port or 1883, args.broker_pid)
+    targets = [target]
+    if args.against == "mosquitto":
+        m = brokers.start_mosquitto(args.mosquitto, extra=_mosquitto_lines(args))
+        started.append(m)
+        targets.append(runner.Target(args.against_name or "mosquitto", "127.0.0.1", m.port, m.pid, m.settings))
+    elif other is not None:
+        targets.append(runner.Target(args.against_name or "other", *other, args.against_pid))
+    if targets[0].name == targets[-1].name and len(targets) == 2:
+        targets[1].name += "-2"
+    return targets
+
+
 def _bench(args: argparse.Namespace, argv: list[str], sc: Scenario, repeat: int, progress: bool) -> int:
     from mqhook.loadtest import brokers, report, rpc, runner
 
@@ -272,30 +389,12 @@ def _bench(args: argparse.Namespace, argv: list[str], sc: Scenario, repeat: int,
         sink_port = args.sink_port
         if sink_port == 0:
             sink_port = brokers.free_port()
-        if args.start_mqhook:
-            extra = list(args.mqhook_arg)
-            if sink_port is not None:
-                extra += ["--webhook", f"bench=http://127.0.0.1:{sink_port}/"]
-            b = brokers.start_mqhook(extra)
-            started.append(b)
-            target = runner.Target(args.name or "mqhook", b.host, b.port, b.pid)
-        else:
-            target = runner.Target(args.name or "target", args.host, args.port or 1883, args.broker_pid)
-        targets = [target]
-        if args.against == "mosquitto":
-            m = brokers.start_mosquitto(args.mosquitto, extra=args.mosquitto_option)
-            started.append(m)
-            targets.append(runner.Target(args.against_name or "mosquitto", "127.0.0.1", m.port, m.pid))
-        elif args.against:
-            host, _, port = args.against.rpartition(":")
-            if not host or not port.isdigit():
-                raise SystemExit("mqhook bench: --against wants HOST:PORT or 'mosquitto'")
-            targets.append(runner.Target(args.against_name or "other", host.strip("[]"), int(port), args.against_pid))
-        if targets[0].name == targets[-1].name and len(targets) == 2:
-            targets[1].name += "-2"
+        targets = start_targets(args, sink_port, started)
         print(
             f"mqhook bench: {sc.describe()}; "
             + ", ".join(f"{t.name} {t.address}" + (f" pid {t.pid}" if t.pid else "") for t in targets),
+            *report.settings_lines([{"name": t.name, "settings": t.settings} for t in targets]),
+            sep="\n",
             file=sys.stderr,
         )
         kwargs: dict[str, Any] = {"repeat": repeat, "progress": runner.Progress(progress)}

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mqhook import __version__
+from mqhook.loadtest.brokers import SETTINGS, format_setting, settings_differ
 
 PLOT_HINT = "mqhook bench: --plot needs matplotlib, which is not installed: pip install matplotlib"
 
@@ -85,11 +86,41 @@ def table(result: dict[str, Any]) -> str:
     if "ratio" in summary:
         ratio = summary["ratio"]
         rows.append([f"ratio {summary['ratio_of']}", "", *(_fmt(ratio.get(k), "ratio") for k, _, _ in cols)])
-    lines = [f"mqhook bench: {result['description']}", "", render(rows)]
+    lines = [f"mqhook bench: {result['description']}", *settings_lines(result["targets"]), "", render(rows)]
     notes = _notes(result)
     if notes:
         lines += ["", *notes]
     return "\n".join(lines)
+
+
+def settings_lines(targets: list[dict[str, Any]]) -> list[str]:
+    """The header's ``settings:`` line (each broker's window, queue and TCP_NODELAY, or unknown for a
+    broker the bench did not start) and, when two brokers' settings differ, a ``differs:`` line."""
+    parts = []
+    for t in targets:
+        s = t.get("settings")
+        if s is None:
+            parts.append(f"{t['name']} unknown (not started by the bench)")
+            continue
+        notes = s.get("notes") or {}
+        items = []
+        for key in SETTINGS:
+            item = f"{key} {format_setting(key, s.get(key))}"
+            items.append(f"{item} ({notes[key]})" if key in notes else item)
+        parts.append(f"{t['name']} " + ", ".join(items))
+    lines = ["settings: " + " | ".join(parts)]
+    differ = settings_differ([(t["name"], t.get("settings")) for t in targets]) if len(targets) > 1 else None
+    if differ:
+        lines.append(
+            "differs: "
+            + "; ".join(
+                f"{d['setting']} ("
+                + ", ".join(f"{name} {format_setting(d['setting'], v)}" for name, v in d["values"].items())
+                + ")"
+                for d in differ
+            )
+        )
+    return lines
 
 
 def _notes(result: dict[str, Any]) -> list[str]:

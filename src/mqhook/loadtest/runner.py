@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from mqhook.loadtest import merge
+from mqhook.loadtest.brokers import settings_differ
 from mqhook.loadtest.client import Counters, ProtocolFailure
 from mqhook.loadtest.rpc import Remote, RemoteError
 from mqhook.loadtest.scenario import Scenario, assignments
@@ -40,12 +41,14 @@ SINK_SETTLE = 0.5  # seconds a sink that expects no events is given to see stray
 
 @dataclass
 class Target:
-    """A broker to measure: where it listens and (optionally) its PID for CPU and RSS."""
+    """A broker to measure: where it listens, (optionally) its PID for CPU and RSS, and its settings
+    when the bench knows them (a broker it started: ``BrokerProcess.settings``; None = unknown)."""
 
     name: str
     host: str
     port: int
     pid: int | None = None
+    settings: dict[str, Any] | None = None
 
     @property
     def address(self) -> str:
@@ -142,14 +145,21 @@ class Bench:
                 res = await self.run_once(target, r, use_sink=self.sink is not None and i == 0)
                 runs.append(res)
                 self.progress.say(merge.one_line(res, self.repeat))
-        return {
+        result: dict[str, Any] = {
             "scenario": merge.scenario_dict(self.sc),
             "description": self.sc.describe(),
-            "targets": [{"name": t.name, "address": t.address, "pid": t.pid} for t in self.targets],
-            "repeat": self.repeat,
-            "runs": runs,
-            "summary": merge.summarize(runs, [t.name for t in self.targets], self.sc.mode),
+            "targets": [
+                {"name": t.name, "address": t.address, "pid": t.pid, "settings": t.settings} for t in self.targets
+            ],
         }
+        if len(self.targets) > 1:
+            result["settings_differ"] = settings_differ([(t.name, t.settings) for t in self.targets])
+        result.update(
+            repeat=self.repeat,
+            runs=runs,
+            summary=merge.summarize(runs, [t.name for t in self.targets], self.sc.mode),
+        )
+        return result
 
     async def run_once(self, target: Target, index: int, use_sink: bool = False) -> dict[str, Any]:
         sc = self.sc

@@ -144,6 +144,11 @@ class MqttProtocol(asyncio.Protocol):
             self._hold(packets, 0)
         else:
             self._handle(packets)
+        if self._out:
+            # What this client's own packets made us answer (acks, a subscriber's window refilled by
+            # its PUBACKs) leaves now, not after every other socket of this loop turn: the round
+            # trip that paces a QoS 1/2 flow. Copies for other connections still wait for the turn's end.
+            self._flush()
 
     def _handle(self, packets: list[Any]) -> None:
         """Hand the packets over in order; hold the rest when the connection asks us to pause, or
