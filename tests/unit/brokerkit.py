@@ -55,6 +55,9 @@ class ManualClock:
         return sorted(when for when, _, timer in self._heap if not timer.cancelled)
 
 
+_DEFERRED: list[Any] = []  # shared by every FakeLink, like one event loop's ready queue
+
+
 class FakeLink:
     """Collects what the connection writes and decodes it as a client would."""
 
@@ -78,6 +81,15 @@ class FakeLink:
 
     def resume_reading(self) -> None:
         self.reading = True
+
+    def defer(self, callback: Any) -> None:
+        """No event loop here: deferred callbacks run at once, in order, one after the other (a
+        callback deferred while another runs waits for it), as the loop would run them."""
+        _DEFERRED.append(callback)
+        if len(_DEFERRED) == 1:
+            while _DEFERRED:
+                _DEFERRED[0]()
+                _DEFERRED.pop(0)
 
     def take(self) -> list[Any]:
         out, self.received = self.received, []

@@ -86,6 +86,7 @@ _SETTINGS_REFUSALS = (R.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED, R.WILDCARD_SUBSCRIPT
 # client (its acks of our PUBLISHes) or nothing at all (PINGREQ), never a held packet's meaning.
 _OUT_OF_ORDER = frozenset({P.PINGREQ, P.PUBACK, P.PUBREC, P.PUBCOMP})
 HOLD_BYTES = 262144  # held packet bytes past which the link stops reading
+REPLAY_BATCH = 8  # held packets a relieved connection handles before the others' turn
 # Why the link does not read (bits of Connection._stopped).
 _STOP_HOLD = 1  # backpressure: too much held
 _STOP_WRITE = 2  # the transport's write buffer is full: the client does not read
@@ -119,6 +120,11 @@ class Link(Protocol):
         ...
 
     def resume_reading(self) -> None: ...
+
+    def defer(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the work under way is done (on the event loop's next turn), after
+        what was deferred before it."""
+        ...
 
 
 class Connection:
@@ -443,15 +449,23 @@ class Connection:
             self._stop_reading(_STOP_HOLD)
 
     def _relieved(self) -> None:
-        """The holders have caught up: handle what was held, in order, until a PUBLISH feeds a holder
-        again; then the rest stays held as it is (moved, not handed over one by one)."""
+        """The holders have caught up: replay what was held, from the loop's next turn."""
+        if self._held is not None and self.state != CLOSED:
+            self.link.defer(self._replay)
+
+    def _replay(self) -> None:
+        """Handle up to REPLAY_BATCH held packets, in order, then let the other relieved publishers
+        have their turn (``defer``): a relieved subscriber's room is shared among its publishers,
+        not taken by the first. A PUBLISH that feeds a holder again ends the replay: the rest stays
+        held, as it is, until that holder catches up."""
         held = self._held
         if held is None or self.state == CLOSED:
             return
+        batch, rest = held[:REPLAY_BATCH], held[REPLAY_BATCH:]
         self._held = None
         self.broker.flow_gauges["backpressure"] -= 1
         left = self._held_bytes
-        for i, packet in enumerate(held):
+        for i, packet in enumerate(batch):
             left -= _held_size(packet)
             try:
                 self.handle(packet)
@@ -464,10 +478,16 @@ class Connection:
                 return
             if self.state == CLOSED:
                 return
-            if self._held is not None:  # held again by that PUBLISH: keep the rest, in order
-                self._held = held[i + 1 :]
+            if self._held is not None:  # held again by that PUBLISH (_start_holding made a new, empty list)
+                self._held = batch[i + 1 :] + rest
                 self._held_bytes = left
                 break
+        else:
+            if rest:  # still relieved: the rest after the other publishers' turns
+                self._held = rest
+                self._held_bytes = left
+                self.broker.flow_gauges["backpressure"] += 1
+                self.link.defer(self._replay)
         if self._held is None or self._held_bytes <= HOLD_BYTES:
             self._resume_reading(_STOP_HOLD)
 

@@ -59,7 +59,6 @@ class Session:
         "_hold_at",
         "_hold_timer",
         "_holding",
-        "_relieving",
         "awaiting_rel",
         "backlog",
         "broker",
@@ -103,7 +102,6 @@ class Session:
         self.will_timer: Any = None
         self._holding = False  # holds Backpressure: its publishers wait
         self._hold_at = 1  # queued messages from which it holds (set when a connection attaches)
-        self._relieving = False  # while its publishers replay what they held: hold only at half the bound
         self._behind = False  # held past flow_control_timeout: does not hold again until its queue empties
         self._hold_timer: Any = None
 
@@ -134,7 +132,7 @@ class Session:
         if qos and conn is not None:
             if self._holding:
                 self.broker.backpressure.note_fed(self)
-            elif not self._behind and len(queue) >= (self.max_queued // 2 if self._relieving else self._hold_at):
+            elif not self._behind and len(queue) >= self._hold_at:
                 self._hold_publishers()
 
     # -- flow control -----------------------------------------------------
@@ -167,13 +165,9 @@ class Session:
         if self._hold_timer is not None:
             self._hold_timer.cancel()
             self._hold_timer = None
-        # Every publisher we held replays what it held, in the order they came to wait; while they do,
-        # we hold again only at half the queue's bound, so each gets its turn (not the first alone).
-        self._relieving = True
-        try:
-            self.broker.backpressure.release(self)
-        finally:
-            self._relieving = False
+        # Every publisher we held replays what it held, a few packets at a time in turn (see
+        # Connection._replay), so each gets its share of our room, not the first alone.
+        self.broker.backpressure.release(self)
 
     def dropped(self, msg: Message, qos: int, reason: str) -> None:
         """Count (and report) one copy for this session that will never be sent."""

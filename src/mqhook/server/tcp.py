@@ -26,6 +26,7 @@ import asyncio
 import logging
 import socket
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mqhook.broker.connection import Connection
@@ -269,6 +270,9 @@ class MqttProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.abort()
+
+    def defer(self, callback: Callable[[], None]) -> None:
+        self.loop.call_soon(callback)
 
     def pause_reading(self) -> None:
         """Hand over no packet after the current one until ``resume_reading``."""
