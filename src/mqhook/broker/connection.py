@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mqhook.broker.aliases import InboundAliases, OutboundAliases
 from mqhook.broker.auth import PUBLISH, SUBSCRIBE
 from mqhook.broker.connect import ConnectRefused, negotiate
 from mqhook.broker.message import HOP_BY_HOP, Message, SubIds, SubOptions
@@ -137,13 +138,12 @@ class Connection:
     # Slots and a class-level handler table keep an idle connection small (no per-instance
     # __dict__, no bound method per packet type): memory per connection is a target of its own.
     __slots__ = (
-        "_aliases_out",
         "_held",
         "_held_bytes",
         "_stopped",
         "_timer",
-        "alias_max_out",
         "aliases",
+        "aliases_out",
         "broker",
         "clean_start",
         "client_id",
@@ -183,9 +183,8 @@ class Connection:
         self.will: P.Will | None = None
         self.will_delay = 0
         self.keepalive = 0
-        self.aliases: dict[int, str] | None = None  # inbound topic aliases, made on first use
-        self.alias_max_out = 0  # v5: topic aliases we may use towards the client (0: none)
-        self._aliases_out: dict[str, int] | None = None  # topic -> the alias we gave it
+        self.aliases: InboundAliases | None = None  # the client's topic aliases, made on first use
+        self.aliases_out: OutboundAliases | None = None  # ours towards it: v5 clients that allow them
         self.max_packet_out = 268435455  # the client's Maximum-Packet-Size
         self.saturated = False  # the transport's write buffer is over its high-water mark
         self._held: list[P.Packet] | None = None  # packets held, in order, while backpressure holds us
@@ -269,7 +268,9 @@ class Connection:
         self.keepalive = terms.keepalive
         self.max_packet_out = terms.max_packet_out
         if self.v5:
-            self.alias_max_out = min(p.properties.get("Topic-Alias-Maximum", 0), self.config.outbound_topic_aliases)
+            allowed = min(p.properties.get("Topic-Alias-Maximum", 0), self.config.outbound_topic_aliases)
+            if allowed:
+                self.aliases_out = OutboundAliases(allowed)
         self.receive_maximum = terms.receive_maximum
         self.connected_at = int(time.time() * 1000)
         if p.will is not None:
@@ -354,7 +355,10 @@ class Connection:
         broker = self.broker
         expiry_at = None
         if props:
-            topic = self._resolve_alias(topic, props)
+            aliases = self.aliases
+            if aliases is None:
+                aliases = self.aliases = InboundAliases(config.topic_alias_maximum)
+            topic = aliases.resolve(topic, props)
             expiry = props.get("Message-Expiry-Interval")
             if expiry is not None:
                 expiry_at = broker.clock.time() + expiry
@@ -410,26 +414,6 @@ class Connection:
             self._send(P.Pubrec(pid, R.NO_MATCHING_SUBSCRIBERS if n == 0 and self.v5 else R.SUCCESS))
         if backpressure.fed is not None and self._held is None:
             self._start_holding(backpressure.fed)
-
-    def _resolve_alias(self, topic: str, props: dict[str, Any]) -> str:
-        """Inbound Topic Alias (section 3.3.2.3.4): set on a named PUBLISH, used on an empty one."""
-        alias = props.get("Topic-Alias")
-        if alias is None:
-            if not topic:
-                raise ProtocolError(R.PROTOCOL_ERROR, "PUBLISH with an empty topic and no Topic Alias")
-            return topic
-        limit = self.config.topic_alias_maximum
-        if alias == 0 or alias > limit:
-            raise ProtocolError(R.TOPIC_ALIAS_INVALID, f"Topic Alias {alias} is outside 1..{limit}")
-        if topic:
-            if self.aliases is None:
-                self.aliases = {}
-            self.aliases[alias] = topic
-            return topic
-        known = self.aliases.get(alias) if self.aliases is not None else None
-        if known is None:
-            raise ProtocolError(R.PROTOCOL_ERROR, f"Topic Alias {alias} was never set on this connection")
-        return known
 
     # -- flow control ---------------------------------------------------------------------------
 
@@ -669,14 +653,15 @@ class Connection:
             props["Subscription-Identifier"] = list(sub_id) if type(sub_id) is tuple else [sub_id]
         topic = msg.topic
         new_alias = 0
-        if self.alias_max_out:
-            topic, props, new_alias = self._topic_alias(topic, props)
+        aliases_out = self.aliases_out
+        if aliases_out is not None:
+            topic, props, new_alias = aliases_out.apply(topic, props)
         data = encode_publish(topic, msg.payload, qos, retain, dup, pid, props, self.level)
         if len(data) > self.max_packet_out:
             self.stats.deliveries_dropped["too_large"] += 1  # [MQTT-3.1.2-25]
             return False
-        if new_alias:  # the client learns the alias with this PUBLISH: from now on the topic can go
-            self._aliases_out[msg.topic] = new_alias  # type: ignore[index]
+        if new_alias and aliases_out is not None:  # the client learns it with this PUBLISH
+            aliases_out.commit(msg.topic, new_alias)
         self.stats.packets_sent[P.PUBLISH] += 1
         self.stats.messages_sent[qos] += 1
         self.link.write(data)
@@ -684,26 +669,6 @@ class Connection:
         if fire is not None and self.session is not None:
             fire(msg, self.session, qos, retain)
         return True
-
-    def _topic_alias(self, topic: str, props: dict[str, Any]) -> tuple[str, dict[str, Any], int]:
-        """Outbound Topic Alias (section 3.3.2.3.4): a topic seen before goes as its alias and an empty
-        topic name; a new one, while aliases are left, goes whole with a new alias (returned third,
-        recorded by the caller once the PUBLISH is written). The first ``alias_max_out`` topics keep
-        their aliases; later ones go whole: the table is bounded and never rewritten."""
-        out = self._aliases_out
-        if out is None:
-            out = self._aliases_out = {}
-        alias = out.get(topic)
-        if alias is not None:
-            props = dict(props)
-            props["Topic-Alias"] = alias
-            return "", props, 0
-        if len(out) < self.alias_max_out:
-            alias = len(out) + 1
-            props = dict(props)
-            props["Topic-Alias"] = alias
-            return topic, props, alias
-        return topic, props, 0
 
     def pause_writing(self) -> None:
         """The transport's write buffer passed its high-water mark: the session queues (bounded),
