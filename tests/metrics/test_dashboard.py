@@ -63,6 +63,12 @@ def test_the_dashboard_covers_what_the_issue_asks_for() -> None:
     exprs = "\n".join(e for _, _, e in targets(dashboard()))
     for needle in (
         "mqhook_connections",
+        "mqhook_sockets",
+        "mqhook_max_connections",
+        "mqhook_connections_paused",
+        "mqhook_subscribers_behind",
+        "rate(mqhook_flow_control_timeouts_total[$__rate_interval])",
+        "sum by (reason) (rate(mqhook_connections_closed_before_connect_total[$__rate_interval]))",
         "mqhook_messages_received_total",
         "mqhook_messages_sent_total",
         "mqhook_messages_dropped_total",
