@@ -151,3 +151,18 @@ def test_every_held_publisher_gets_its_turn_on_relief() -> None:
         before = now
     got += ack_all(sub)
     assert sorted(got) == sorted(f"{n}-{i}".encode() for n in ("p1", "p2", "p3") for i in range(30))
+
+
+def test_replacing_the_webhooks_does_not_release_a_subscriber_that_holds() -> None:
+    from mqhook.events import EventRouter
+
+    broker, _ = make_broker()
+    router = EventRouter("mqhook@test", broker.hooks, broker.backpressure, [])
+    subscriber(broker, window=2)
+    pub = Client(broker)
+    pub.connect("pub")
+    for i in range(10):
+        pub.send(P.Publish("t/x", b"%d" % i, 1, packet_id=i + 1))
+    assert pub.conn.holding
+    router.set_consumers([])  # a webhook change: the subscriber's hold is not the router's to end
+    assert pub.conn.holding and broker.gauges()["subscribers_behind"] == 1

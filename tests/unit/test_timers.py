@@ -596,10 +596,11 @@ class Peer:
 
 
 async def until(predicate: Callable[[], Any], timeout: float = 5.0) -> None:
-    """Bounded wait for a condition of the server side (checked on every loop turn)."""
+    """Bounded wait for a condition of the server side, checked on every loop turn: ``sleep(0)``
+    yields one turn (the loop polls the sockets), it lets no time pass."""
     async with asyncio.timeout(timeout):
         while not predicate():
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0)
 
 
 def run_edge(body: Callable[[Edge], Any], **config: Any) -> None:

@@ -456,9 +456,8 @@ class Connection:
             except ProtocolError as exc:
                 self.protocol_error(exc)
                 return
-            except Exception as exc:  # a bug must cost this connection, never the broker
-                log.exception("internal error on connection %s", self.link.peername)
-                self.protocol_error(ProtocolError(R.IMPLEMENTATION_SPECIFIC_ERROR, f"internal error: {exc!r}"))
+            except Exception as exc:
+                self.internal_error(exc)
                 return
             if self.state == CLOSED:
                 return
@@ -693,6 +692,12 @@ class Connection:
             session.drain()
 
     # -- closing ------------------------------------------------------------------------------------
+
+    def internal_error(self, exc: Exception) -> None:
+        """A bug while handling a packet: it costs this connection (0x83 to a v5 client), never the broker.
+        Called from an ``except`` clause: the traceback is logged."""
+        log.exception("internal error on connection %s", self.link.peername)
+        self.protocol_error(ProtocolError(R.IMPLEMENTATION_SPECIFIC_ERROR, f"internal error: {exc!r}"))
 
     def protocol_error(self, exc: ProtocolError) -> None:
         """Close this connection for a peer's violation; v5 says why in a DISCONNECT first."""

@@ -46,10 +46,6 @@ class Backpressure:
     def holding(self, holder: object) -> bool:
         return holder in self._holders
 
-    @property
-    def holders(self) -> frozenset[object]:
-        return frozenset(self._holders)
-
     def note_fed(self, holder: object) -> None:
         """The PUBLISH being handled put a message or an event into ``holder``, which holds."""
         fed = self.fed

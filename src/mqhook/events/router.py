@@ -131,11 +131,12 @@ class EventRouter:
             else:
                 wanting = tuple(c for c in consumers if event.name in c.events)
                 listeners[event.name] = self._client_listener(event, wanting) if wanting else None
+        removed = [c for c in self.consumers if c not in consumers]
         self.consumers = consumers
         for name, listener in listeners.items():
             self._hooks.install(name, listener)
-        for holder in self._backpressure.holders - set(consumers):
-            self._backpressure.release(holder)  # a removed consumer no longer holds publishers back
+        for consumer in removed:  # a removed consumer no longer holds publishers back (others' holds stay)
+            self._backpressure.release(consumer)
 
     # -- delivery to consumers --------------------------------------------------------------------
 

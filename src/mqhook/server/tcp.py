@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 from mqhook.broker.connection import Connection
 from mqhook.errors import ProtocolError
-from mqhook.mqtt import reason as R
 from mqhook.mqtt.codec import Decoder
 
 if TYPE_CHECKING:
@@ -165,8 +164,7 @@ class MqttProtocol(asyncio.Protocol):
                 conn.protocol_error(exc)
                 return
             except Exception as exc:  # a bug must cost one connection, never the broker
-                log.exception("internal error on connection %s", self.peername)
-                conn.protocol_error(ProtocolError(R.IMPLEMENTATION_SPECIFIC_ERROR, f"internal error: {exc!r}"))
+                conn.internal_error(exc)
                 return
             if self._paused:
                 self._quota = quota
