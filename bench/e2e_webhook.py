@@ -42,7 +42,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,11 +58,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # Raw material kept per run in --json, left out of the per-scenario summary.
 RAW_KEYS = ("load", "receiver", "receiver_final", "stats", "config")
 T = TypeVar("T")
-
-
-def http_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return dict(json.loads(resp.read()))
 
 
 # =============================================================================================
@@ -177,9 +171,9 @@ class QueueSampler(threading.Thread):
     how deep its queue got and whether it was ever ``saturated`` (backpressure on the publisher).
     One small admin request per half second: negligible next to the load."""
 
-    def __init__(self, admin: str, every: float = 0.5) -> None:
+    def __init__(self, broker: brokers.BrokerProcess, every: float = 0.5) -> None:
         super().__init__(name="queue-sampler", daemon=True)
-        self.url = f"http://{admin}/api/v1/stats"
+        self.broker = broker
         self.every = every
         self.stopped = threading.Event()
         self.samples = 0
@@ -194,7 +188,7 @@ class QueueSampler(threading.Thread):
 
     def poll(self) -> None:
         try:
-            hook = http_json(self.url, timeout=2.0)["webhooks"]["bench"]
+            hook = self.broker.admin_json("/api/v1/stats", timeout=2.0)["webhooks"]["bench"]
         except (OSError, ValueError, KeyError):
             return
         self.samples += 1
@@ -234,7 +228,7 @@ async def run_scenario(sc: dict[str, Any], args: argparse.Namespace, tmp: Path, 
         stall = args.stall_webhook if sc.get("events_expected") else args.stall
         load_sc = load(n, args.payload, args.window, stall, max(10.0, deadline - time.monotonic() - 5.0))
         if sc.get("events_expected"):
-            sampler = QueueSampler(broker.admin)
+            sampler = QueueSampler(broker)
             sampler.start()
         run = await measure(load_sc, broker, sink, sink_expect=bool(sc.get("events_expected")))
         if sampler is not None:
@@ -243,7 +237,7 @@ async def run_scenario(sc: dict[str, Any], args: argparse.Namespace, tmp: Path, 
         res["receiver"] = run.pop("sink", None)
         res["load"] = run
         try:
-            res["stats"] = http_json(f"http://{broker.admin}/api/v1/stats")
+            res["stats"] = broker.admin_json("/api/v1/stats")
         except (OSError, ValueError) as exc:
             res["stats"] = None
             res.setdefault("errors", []).append(f"/api/v1/stats: {exc}")

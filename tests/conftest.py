@@ -7,6 +7,7 @@ The broker contract (see the integration brief): ``python -m mqhook run --mqtt-b
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -28,6 +29,9 @@ PYTHON = sys.executable
 LISTENING_RE = re.compile(r"listening mqtt=(\S+):(\d+) admin=(\S+):(\d+)")
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
+# Every broker a test starts gets its own data directory and this first-start admin password
+# (MQHOOK_ADMIN__DEFAULT_PASSWORD), so the fixture can log in to the admin API.
+ADMIN_PASSWORD = "test-admin-password"
 
 
 def broker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -56,6 +60,17 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float =
     )
 
 
+def admin_get(admin: str, path: str, password: str = ADMIN_PASSWORD, timeout: float = 10.0) -> Any:
+    """GET ``path`` of the admin server at ``admin`` ("host:port") as ``admin`` -> its JSON (logs in each time)."""
+    login = json.dumps({"username": "admin", "password": password}).encode()
+    req = urllib.request.Request(f"http://{admin}/api/v1/login", data=login, method="POST")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        token = json.loads(resp.read())["token"]
+    req = urllib.request.Request(f"http://{admin}{path}", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
     """Poll ``predicate`` until it returns something truthy; bounded. Returns the last value."""
     deadline = time.monotonic() + timeout
@@ -81,8 +96,12 @@ class Broker:
         extra_args: list[str] | None = None,
         mqtt_bind: str = "127.0.0.1:0",
         admin_bind: str = "127.0.0.1:0",
+        data_dir: Path | None = None,
     ) -> None:
+        self.data_dir = data_dir if data_dir is not None else tmp_dir / f"data-{id(self):x}"
         args = [PYTHON, "-m", "mqhook", "run", "--mqtt-bind", mqtt_bind, "--admin-bind", admin_bind]
+        args += ["--data-dir", str(self.data_dir)]
+        env = {"MQHOOK_ADMIN__DEFAULT_PASSWORD": ADMIN_PASSWORD, **(env or {})}
         if config is not None:
             tmp_dir.mkdir(parents=True, exist_ok=True)
             path = tmp_dir / f"mqhook-{id(self):x}.toml"
@@ -98,6 +117,7 @@ class Broker:
         self.admin_host = ""
         self.admin_port = 0
         self.returncode: int | None = None
+        self._token: str | None = None
         self.proc = subprocess.Popen(
             args,
             cwd=ROOT,
@@ -143,15 +163,59 @@ class Broker:
         with self._lock:
             return "".join(self._lines)
 
-    def http_get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    def token(self) -> str:
+        """A bearer token of ``admin`` (logged in once, on first use)."""
+        if self._token is None:
+            status, body = self.api(
+                "POST", "/api/v1/login", {"username": "admin", "password": ADMIN_PASSWORD}, auth=None
+            )
+            assert status == 200, f"login -> {status}: {body!r}"
+            self._token = body["token"]
+        return self._token
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        *,
+        auth: Any = "bearer",
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """One HTTP request to the admin server -> (status, body, headers). ``auth``: "bearer" (admin's
+        token), None (no credentials), ("KEY", "SECRET") (an API key, HTTP Basic) or a header value."""
+        hdrs = dict(headers or {})
+        if auth == "bearer":
+            hdrs["Authorization"] = "Bearer " + self.token()
+        elif isinstance(auth, tuple):
+            hdrs["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        elif isinstance(auth, str):
+            hdrs["Authorization"] = auth
+        if data is not None:
+            hdrs.setdefault("Content-Type", "application/json")
         url = f"http://{self.admin_host}:{self.admin_port}{path}"
+        req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
-                return resp.status, resp.read()
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, resp.read(), dict(resp.headers)
         except urllib.error.HTTPError as e:
             body = e.read()
+            out = e.code, body, dict(e.headers)
             e.close()
-            return e.code, body
+            return out
+
+    def api(
+        self, method: str, path: str, body: Any = None, *, auth: Any = "bearer", raw: bytes | None = None
+    ) -> tuple[int, Any]:
+        """A JSON API call -> (status, decoded JSON body or None when empty)."""
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        status, out, _ = self.request(method, path, data, auth=auth)
+        return status, (json.loads(out) if out else None)
+
+    def http_get(self, path: str, timeout: float = 5.0, auth: Any = "bearer") -> tuple[int, bytes]:
+        status, body, _ = self.request("GET", path, auth=auth, timeout=timeout)
+        return status, body
 
     def get_json(self, path: str) -> Any:
         status, body = self.http_get(path)

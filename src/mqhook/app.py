@@ -14,7 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
+from mqhook.admin.auth import ensure_admin
+from mqhook.admin.context import AdminContext
 from mqhook.admin.server import make_app
+from mqhook.admin.store import Store, StoreError
 from mqhook.broker.broker import Broker
 from mqhook.broker.stats import Stats
 from mqhook.config import Config, parse_bind
@@ -65,7 +68,8 @@ class App:
         self.stats = Stats()
         self.broker: Broker | None = None
         self.events: EventRouter | None = None
-        self.webhooks = WebhookManager(config.webhooks, config.node)
+        self.webhooks = WebhookManager(config.webhooks, config.node, drain_timeout=WEBHOOK_DRAIN_SECONDS)
+        self.admin: AdminContext | None = None
         self.loop_lag = LoopLag()
         self.mqtt_server: asyncio.AbstractServer | None = None
         self.admin_runner: web.AppRunner | None = None
@@ -77,10 +81,22 @@ class App:
         loop = asyncio.get_running_loop()
         self.broker = Broker(self.config.mqtt, self.stats, loop)
         self.broker.max_connections = _max_connections(self.config.mqtt.max_connections)
+        store = Store(self.config.data_dir)
+        ensure_admin(store, self.config.admin.default_password)
+        self.admin = AdminContext(
+            self.broker,
+            self.webhooks,
+            store,
+            self.config.admin.token_expiry.seconds,
+            self.config.node,
+            metrics_auth=self.config.admin.metrics_auth,
+        )
+        self.admin.load_webhooks()
         self.webhooks.start(loop)
-        self.events = EventRouter(
+        events = self.events = EventRouter(
             self.config.node, self.broker.hooks, self.broker.backpressure, self.webhooks.consumers
         )
+        self.webhooks.on_change = lambda: events.set_consumers(self.webhooks.consumers)
         host, port = parse_bind(self.config.mqtt.bind, "$.mqtt.bind")
         try:
             self.mqtt_server = await start_listener(self.broker, host, port)
@@ -90,8 +106,10 @@ class App:
             ) from exc
         self.mqtt_address = _address(self.mqtt_server.sockets[0].getsockname())
         self.loop_lag.start(loop)
+        self.admin.start(loop)
         registry = build_registry(self.broker, self.webhooks, self.loop_lag)
-        self.admin_runner = web.AppRunner(make_app(self.broker, self.webhooks, registry), access_log=None)
+        app = make_app(self.admin, registry, dashboard=self.config.admin.dashboard)
+        self.admin_runner = web.AppRunner(app, access_log=None)
         await self.admin_runner.setup()
         ahost, aport = parse_bind(self.config.admin.bind, "$.admin.bind")
         self.admin_site = web.TCPSite(self.admin_runner, ahost, aport, reuse_address=True)
@@ -114,6 +132,8 @@ class App:
         await self.webhooks.close(drain_timeout=WEBHOOK_DRAIN_SECONDS)
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
+        if self.admin is not None:
+            self.admin.stop()
         await asyncio.sleep(0)  # let the DISCONNECTs leave before the loop stops
 
 
@@ -147,7 +167,7 @@ def run(config: Config) -> int:
         runner = uvloop.run
     try:
         runner(serve(config))
-    except ListenError as exc:
+    except (ListenError, StoreError) as exc:
         print(f"mqhook: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,4 +1,5 @@
-"""Command line: ``mqhook run`` (the daemon) and ``mqhook version``."""
+"""Command line: ``mqhook run`` (the daemon), ``mqhook admin passwd``, ``mqhook sink``,
+``mqhook bench`` and ``mqhook version``."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--mqtt-bind", metavar="HOST:PORT", help="MQTT listener address (port 0 = any free port)")
     run.add_argument("--admin-bind", metavar="HOST:PORT", help="admin HTTP address (port 0 = any free port)")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--data-dir", metavar="DIR", help="administrators, API keys and API webhooks (default ./data)")
     run.add_argument(
         "--webhook",
         action="append",
@@ -26,6 +28,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=URL",
         help="add a webhook on all messages and events (repeatable)",
     )
+    admin = sub.add_parser("admin", help="manage the admin server's users (the daemon need not run)")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    passwd = admin_sub.add_parser(
+        "passwd", help="set an administrator's password, read from stdin (asked twice on a terminal)"
+    )
+    passwd.add_argument("user", nargs="?", default="admin", help="the administrator (default admin)")
+    passwd.add_argument("--data-dir", metavar="DIR", help="the daemon's data directory (default: the config's)")
+    passwd.add_argument("--config", metavar="FILE", help="TOML config file (for its data_dir)")
     sink = sub.add_parser("sink", help="a little webhook receiver: prints every body, answers 200")
     sink.add_argument("--host", default="127.0.0.1")
     sink.add_argument("--port", type=int, default=5000)
@@ -42,7 +52,46 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         over.setdefault("admin", {})["bind"] = args.admin_bind
     if args.log_level:
         over.setdefault("log", {})["level"] = args.log_level
+    if args.data_dir:
+        over["data_dir"] = args.data_dir
     return over
+
+
+def _read_password() -> str:
+    """A new password from stdin: asked twice on a terminal, else the first line."""
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass("New password: ")
+        if getpass.getpass("Again: ") != first:
+            raise ValueError("the two passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _admin(args: argparse.Namespace) -> int:
+    from mqhook import config as config_mod
+    from mqhook.admin.store import Store, StoreError
+    from mqhook.passwords import hash_password
+
+    try:
+        data_dir = args.data_dir or config_mod.load(args.config, warn=lambda message: None).data_dir
+        password = _read_password()
+        if len(password) < 8:
+            raise ValueError("a password of at least 8 characters is needed")
+        store = Store(data_dir)
+        hashed = hash_password(password)
+        if store.user(args.user) is None:
+            store.add_user(args.user, hashed)
+            print(f"mqhook: administrator {args.user!r} created in {store.path}", file=sys.stderr)
+        else:
+            store.set_password(args.user, hashed)  # also ends the user's tokens
+            print(f"mqhook: password of {args.user!r} changed in {store.path}", file=sys.stderr)
+        store.close()
+    except (ValueError, ConfigError, StoreError) as exc:
+        print(f"mqhook admin passwd: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(__version__)
         return 0
+    if args.command == "admin":
+        return _admin(args)
     if args.command == "sink":
         from mqhook import sink
 

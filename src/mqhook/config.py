@@ -24,7 +24,7 @@ import msgspec.inspect as mi
 
 from mqhook.broker.settings import MqttConfig
 from mqhook.errors import ConfigError
-from mqhook.schema import convert, explain
+from mqhook.schema import Duration, convert, explain
 from mqhook.webhook.model import WebhookConfig
 
 ENV_PREFIX = "MQHOOK_"
@@ -40,8 +40,20 @@ def _default_node() -> str:
     return "mqhook@" + socket.gethostname()
 
 
+class TokenExpiry(Duration, ge="1m", le="720h"):
+    """``admin.token_expiry``: from a minute to 30 days."""
+
+    __slots__ = ()
+
+
 class AdminConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     bind: str = "127.0.0.1:18083"
+    # The password of the first administrator, ``admin``, used only when the data directory has no
+    # administrator yet; unset (or empty): a random one is made and printed once on stderr.
+    default_password: str | None = None
+    token_expiry: TokenExpiry = TokenExpiry("1h")  # bearer tokens from POST /api/v1/login
+    metrics_auth: bool = False  # true: GET /metrics needs credentials like the API
+    dashboard: bool = True  # serve the dashboard at /
 
 
 class LogConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -50,6 +62,8 @@ class LogConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     node: str = msgspec.field(default_factory=_default_node)
+    # Administrators, API keys and webhooks made over the API (mqhook.admin.store).
+    data_dir: str = "./data"
     mqtt: MqttConfig = msgspec.field(default_factory=MqttConfig)
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
@@ -71,6 +85,8 @@ def validate(cfg: Config) -> Config:
     (unique webhook names); raises ConfigError naming the field(s), the value and what was expected."""
     parse_bind(cfg.mqtt.bind, "$.mqtt.bind")
     parse_bind(cfg.admin.bind, "$.admin.bind")
+    if not cfg.data_dir:
+        raise ConfigError("$.data_dir: '' is invalid; expected a directory path, e.g. ./data")
     if not cfg.node or "@" not in cfg.node:
         raise ConfigError(f"$.node: {cfg.node!r} is invalid; expected NAME@HOST, e.g. mqhook@127.0.0.1")
     seen: dict[str, int] = {}

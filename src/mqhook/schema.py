@@ -223,6 +223,12 @@ def explain(exc: msgspec.ValidationError, tree: Any, root: Any, prefix: str = "$
     decoded to (for the known field names, the choices and the bounds); ``prefix`` replaces '$'
     (e.g. '$.webhooks[0]' or '--webhook').
     """
+    loc, text = explain_at(exc, tree, root, prefix)
+    return f"{loc}: {text}"
+
+
+def explain_at(exc: msgspec.ValidationError, tree: Any, root: Any, prefix: str = "$") -> tuple[str, str]:
+    """``explain`` in two parts: the field's path ('$.mqtt.max_inflight') and what is wrong there."""
     reason, sep, where = str(exc).rpartition(" - at `")
     if not sep:
         reason, where = str(exc), "$`"
@@ -232,14 +238,14 @@ def explain(exc: msgspec.ValidationError, tree: Any, root: Any, prefix: str = "$
     if isinstance(cause, FieldInvalid):  # raised by a __post_init__ check or by dec_hook
         if cause.field:
             loc += cause.field if cause.field.startswith("[") else "." + cause.field
-        return f"{loc}: {cause.value!r} is invalid; expected {cause.expected}"
+        return loc, f"{cause.value!r} is invalid; expected {cause.expected}"
     tp = _type_at(mi.type_info(root), keys)
     if reason.startswith(("Object contains unknown field", "Object missing required field")):
         name = reason.split("`")[1]
         if reason.startswith("Object missing"):
-            return f"{loc}.{name}: missing; this setting is required"
+            return f"{loc}.{name}", "missing; this setting is required"
         known = ", ".join(f.name for f in tp.fields) if isinstance(tp, mi.StructType) else ""
-        return f"{loc}.{name}: unknown setting; expected one of: {known}"
+        return f"{loc}.{name}", f"unknown setting; expected one of: {known}"
     if reason.startswith("Invalid enum value") and (choices := _choices(tp, root, keys)):
         detail = "expected one of " + choices
     elif reason.startswith("Expected") and (bounds := _bounds(tp)) and re.search(r"` [<>]", reason):
@@ -249,7 +255,7 @@ def explain(exc: msgspec.ValidationError, tree: Any, root: Any, prefix: str = "$
     else:
         detail = reason
     found, value = _value_at(tree, keys)
-    return f"{loc}: {value!r} is invalid; {detail}" if found else f"{loc}: invalid; {detail}"
+    return loc, (f"{value!r} is invalid; {detail}" if found else f"invalid; {detail}")
 
 
 def _path_keys(path: str) -> list[str | int]:

@@ -3,7 +3,6 @@ before a fault, and a close the peer can read (issue 10: the edge under load and
 
 from __future__ import annotations
 
-import json
 import resource
 import socket
 import subprocess
@@ -13,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from conftest import LISTENING_RE, broker_env
+from conftest import ADMIN_PASSWORD, LISTENING_RE, admin_get, broker_env
 
 from .rawmqtt import (
     CONNACK,
@@ -168,7 +167,7 @@ def test_connects_beyond_max_connections_are_refused_with_a_connack_and_counted(
     assert again.connect(f"{uid}-again").rc == 0  # room again
 
 
-def test_the_open_file_limit_is_raised_and_sets_max_connections(uid):
+def test_the_open_file_limit_is_raised_and_sets_max_connections(uid, tmp_path):
     """Issue 10, defect 5: started under `ulimit -n 64` with a hard limit of 1024, mqhook raises its
     limit to 1024 and allows 1024 - 128 MQTT connections; clients beyond are refused, never closed
     silently, and the admin API keeps answering."""
@@ -176,9 +175,10 @@ def test_the_open_file_limit_is_raised_and_sets_max_connections(uid):
     def limits() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 1024))
 
+    cmd = [sys.executable, "-m", "mqhook", "run", "--mqtt-bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mqhook", "run", "--mqtt-bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0"],
-        env=broker_env(),
+        [*cmd, "--data-dir", str(tmp_path / "data")],
+        env=broker_env({"MQHOOK_ADMIN__DEFAULT_PASSWORD": ADMIN_PASSWORD}),
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
@@ -193,8 +193,7 @@ def test_the_open_file_limit_is_raised_and_sets_max_connections(uid):
                 break
         assert m, "the broker did not start"
         host, port, ahost, aport = m.group(1), int(m.group(2)), m.group(3), int(m.group(4))
-        with urllib.request.urlopen(f"http://{ahost}:{aport}/api/v1/stats", timeout=5) as resp:
-            stats = json.loads(resp.read())
+        stats = admin_get(f"{ahost}:{aport}", "/api/v1/stats")
         assert stats["max_connections"] == 1024 - 128
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft < 2048 <= hard:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -54,8 +55,9 @@ def _scrape_webhook(wh: Webhook) -> kit.Samples:
 # -- broker counters, end to end in one process ----------------------------------------------------
 
 
-async def _mqtt_traffic() -> tuple[kit.Samples, dict[str, Any]]:
-    cfg = load(environ={}, overrides={"mqtt": {"bind": "127.0.0.1:0"}, "admin": {"bind": "127.0.0.1:0"}})
+async def _mqtt_traffic(data_dir: str) -> tuple[kit.Samples, dict[str, Any]]:
+    admin = {"bind": "127.0.0.1:0", "default_password": "collector-test"}
+    cfg = load(environ={}, overrides={"mqtt": {"bind": "127.0.0.1:0"}, "admin": admin, "data_dir": data_dir})
     app = App(cfg)
     await app.start()
     try:
@@ -75,7 +77,11 @@ async def _mqtt_traffic() -> tuple[kit.Samples, dict[str, Any]]:
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://{app.admin_address}/metrics") as resp:
                 text = await resp.text()
-            async with http.get(f"http://{app.admin_address}/api/v1/stats") as resp:
+            login = {"username": "admin", "password": "collector-test"}
+            async with http.post(f"http://{app.admin_address}/api/v1/login", json=login) as resp:
+                token = (await resp.json())["token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            async with http.get(f"http://{app.admin_address}/api/v1/stats", headers=headers) as resp:
                 stats = await resp.json()
         for w in (pub_w, sub_w):
             w.close()
@@ -84,8 +90,8 @@ async def _mqtt_traffic() -> tuple[kit.Samples, dict[str, Any]]:
         await app.stop()
 
 
-def test_broker_counters_after_real_mqtt_traffic() -> None:
-    m, stats = asyncio.run(_mqtt_traffic())
+def test_broker_counters_after_real_mqtt_traffic(tmp_path: Path) -> None:
+    m, stats = asyncio.run(_mqtt_traffic(str(tmp_path)))
     assert value(m, "mqhook_connections") == 2
     assert value(m, "mqhook_sessions") == 2
     assert value(m, "mqhook_subscriptions") == 1

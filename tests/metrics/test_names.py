@@ -29,14 +29,15 @@ BAD_UNITS = re.compile(r"_(ms|msec|millis|milliseconds|us|ns|minutes|hours|kb|mb
 BASE_SUFFIXES = ("_bucket", "_sum", "_count", "_total", "_created")
 
 
-def _config() -> Any:
+def _config(data_dir: str) -> Any:
     hooks = [{"name": n, "url": "http://127.0.0.1:9/never", "events": ["message.publish"]} for n in HOOKS]
-    overrides = {"mqtt": {"bind": "127.0.0.1:0"}, "admin": {"bind": "127.0.0.1:0"}, "webhooks": hooks}
+    admin = {"bind": "127.0.0.1:0", "default_password": "names-test"}
+    overrides = {"mqtt": {"bind": "127.0.0.1:0"}, "admin": admin, "webhooks": hooks, "data_dir": data_dir}
     return load(environ={}, overrides=overrides)
 
 
-async def _scrape() -> tuple[str, str]:
-    app = App(_config())
+async def _scrape(data_dir: str) -> tuple[str, str]:
+    app = App(_config(data_dir))
     await app.start()
     try:
         async with aiohttp.ClientSession() as http, http.get(f"http://{app.admin_address}/metrics") as resp:
@@ -47,8 +48,8 @@ async def _scrape() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def scrape() -> tuple[str, str]:
-    return asyncio.run(_scrape())
+def scrape(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    return asyncio.run(_scrape(str(tmp_path_factory.mktemp("names-data"))))
 
 
 @pytest.fixture(scope="module")

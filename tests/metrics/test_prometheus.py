@@ -35,6 +35,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from conftest import ADMIN_PASSWORD, admin_get
+
 from . import kit
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -109,7 +111,9 @@ class Stack:
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("MQHOOK_")}
         env["PYTHONPATH"] = str(kit.ROOT / "src")
+        env["MQHOOK_ADMIN__DEFAULT_PASSWORD"] = ADMIN_PASSWORD
         cmd = [sys.executable, "-m", "mqhook", "run", "--mqtt-bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0"]
+        cmd += ["--data-dir", str(self.tmp / "data")]
         self.broker = subprocess.Popen(
             [*cmd, "--config", str(cfg)],
             cwd=kit.ROOT,
@@ -188,7 +192,7 @@ class Stack:
         return float(result[0]["value"][1]) if result else None
 
     def webhook_stats(self, name: str = HOOK) -> dict[str, Any]:
-        return json.loads(_get(self.admin + "/api/v1/stats"))["webhooks"][name]
+        return admin_get(self.admin.removeprefix("http://"), "/api/v1/stats")["webhooks"][name]
 
 
 def _traffic(st: Stack) -> None:

@@ -323,6 +323,21 @@ class Broker:
             "subscribers_behind": self.flow_gauges["subscribers_behind"],
         }
 
+    def kick(self, client_id: str) -> bool:
+        """End a client's connection (DISCONNECT 0x98 to v5, ``client.disconnected`` reason
+        ``kicked``) and its session, as EMQX's kick does; False if there is no such session."""
+        session = self.sessions.get(client_id)
+        if session is None:
+            return False
+        if session.conn is not None:
+            session.conn.kick()
+        if self.sessions.get(client_id) is session:  # a session with an expiry outlives its connection
+            if session.expiry_timer is not None:
+                session.expiry_timer.cancel()
+                session.expiry_timer = None
+            self.end_session(session)
+        return True
+
     def shutdown(self) -> None:
         """Close every connection with 0x8B (server shutting down)."""
         for conn in list(self.connections):

@@ -723,6 +723,16 @@ class Connection:
             self._send_disconnect(R.SESSION_TAKEN_OVER, "another connection took over this session")
         self._finish()
 
+    def kick(self) -> None:
+        """An administrator ends this connection: v5 clients get DISCONNECT 0x98 first."""
+        if self.state != CONNECTED:
+            self._finish()
+            return
+        self.close_reason = "kicked"
+        if self.v5:
+            self._send_disconnect(R.ADMINISTRATIVE_ACTION, "kicked by an administrator")
+        self._finish()
+
     def shut_down(self) -> None:
         """The server is stopping: v5 clients get DISCONNECT 0x8B first."""
         if self.state != CONNECTED:

@@ -28,8 +28,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -38,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -219,6 +222,8 @@ class BrokerProcess:
         self.host = "127.0.0.1"
         self.port = 0
         self.admin = ""  # mqhook: the admin API's "host:port", from the listening line
+        self.admin_password = ""  # mqhook: the password of its administrator ``admin``
+        self._token = ""
         self._ready = threading.Event()
         self._pattern = ready
         self.proc = subprocess.Popen(
@@ -249,6 +254,17 @@ class BrokerProcess:
                     self.admin = f"{m.group(3)}:{m.group(4)}"
                 self._ready.set()
         self._ready.set()
+
+    def admin_json(self, path: str, timeout: float = 10.0) -> Any:
+        """GET an admin API path of a started mqhook as ``admin`` (logged in on first use) -> its JSON."""
+        if not self._token:
+            login = json.dumps({"username": "admin", "password": self.admin_password}).encode()
+            req = urllib.request.Request(f"http://{self.admin}/api/v1/login", data=login, method="POST")
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                self._token = json.loads(resp.read())["token"]
+        req = urllib.request.Request(f"http://{self.admin}{path}", headers={"Authorization": f"Bearer {self._token}"})
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
 
     def cpu_seconds(self) -> float | None:
         """user + system CPU seconds of the broker so far (from /proc), None once it is gone."""
@@ -290,9 +306,14 @@ def start_mqhook(
 ) -> BrokerProcess:
     """``python -m mqhook run`` on 127.0.0.1 with free ports; ready when it prints its listening line.
     ``env``: variables added to (or replacing) the bench's environment, e.g. ``MQHOOK_ENV`` ones."""
+    tmpdir = tempfile.mkdtemp(prefix="mqhook-bench-data-")
     cmd = [sys.executable, "-m", "mqhook", "run", "--mqtt-bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0"]
-    cmd += ["--log-level", log_level, *(extra_args or [])]
-    broker = BrokerProcess("mqhook", cmd, READY, env=env)
+    cmd += ["--log-level", log_level, "--data-dir", tmpdir, *(extra_args or [])]
+    password = secrets.token_urlsafe(16)
+    broker = BrokerProcess(
+        "mqhook", cmd, READY, tmpdir, env={"MQHOOK_ADMIN__DEFAULT_PASSWORD": password, **(env or {})}
+    )
+    broker.admin_password = password
     broker.wait_ready(timeout)
     broker.settings = mqhook_settings(broker.env, extra_args or [])
     return broker

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
+from collections import deque
 from typing import Any
 
 DROP_REASONS = ("queue_full", "retries_exhausted", "request_refused", "stopped")
@@ -31,6 +32,9 @@ OUTCOMES = ("2xx", "3xx", "4xx", "5xx", "other_status", "timeout", "connection_e
 REQUEST_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 DELIVERY_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 BATCH_EVENTS_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
+DELIVERIES_KEPT = 100
+# One HTTP attempt, for the deliveries log: (unix time, events, attempt (0 = first), outcome, status, error, seconds)
+Delivery = tuple[float, int, int, str, "int | None", "str | None", float]
 
 
 class Histogram:
@@ -62,6 +66,7 @@ class Counters:
 
     __slots__ = (
         "batch_events",
+        "deliveries",
         "delivery_seconds",
         "dropped",
         "failed",
@@ -92,6 +97,21 @@ class Counters:
         self.delivery_seconds = Histogram(DELIVERY_SECONDS_BUCKETS)
         self.last_error: str | None = None
         self.last_error_at: float | None = None  # unix seconds
+        self.deliveries: deque[Delivery] = deque(maxlen=DELIVERIES_KEPT)  # the last attempts, oldest first
+
+    def take_over(self, old: Counters) -> None:
+        """Continue ``old``'s numbers (a webhook replaced by one with new settings): every counter,
+        the histograms and the deliveries log; the requests ``old`` still has in flight are counted
+        here when they finish (``Webhook.hand_over``)."""
+        for name in ("matched", "success", "failed", "retried", "requests", "inflight", "inflight_events"):
+            setattr(self, name, getattr(old, name))
+        self.dropped.update(old.dropped)  # in place: the queue holds this dict
+        self.outcomes.update(old.outcomes)
+        self.request_seconds = old.request_seconds
+        self.batch_events = old.batch_events
+        self.delivery_seconds = old.delivery_seconds
+        self.last_error, self.last_error_at = old.last_error, old.last_error_at
+        self.deliveries = old.deliveries
 
     def record_error(self, message: str) -> None:
         self.last_error = message

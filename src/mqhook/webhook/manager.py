@@ -1,14 +1,28 @@
-"""``WebhookManager``: every configured webhook by name, their lifecycle, and the Test button.
+"""``WebhookManager``: every webhook by name, their lifecycle, live changes, and the Test button.
 
 Only enabled webhooks are ``consumers`` of events and get started; disabled ones keep their
-config and zero counters (``/api/v1/stats`` lists them). ``test`` sends one real sample request
-for a webhook config, saved or not (``probe.probe``).
+config, their counters and whatever they had queued (``/api/v1/stats`` lists them). ``test``
+sends one real sample request for a webhook config, saved or not (``probe.probe``).
+
+Live changes (the REST API's create, replace, delete, enable, disable) apply at once. After each,
+``on_change`` (set by the composition root to the event router's ``set_consumers``) is called
+in the same loop step, so no event is routed to a webhook that is gone or missed by a new one:
+
+- ``add``: the next matching event goes to the new webhook;
+- ``replace``: a new ``Webhook`` takes over the old one's counters and queued events (as many as
+  its bounds allow, ``Webhook.hand_over``); the old one's requests in flight finish on the old
+  settings for up to ``drain_timeout`` s in the background and are counted on the new one;
+- ``remove``: the webhook takes no more events and delivers what it has queued for up to
+  ``drain_timeout`` s in the background; the rest is counted ``stopped``.
+
+Each webhook has a ``source``: ``"config"`` (the config file, read-only over the API) or ``"api"``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any
 
 from mqhook.errors import ConfigError
@@ -16,19 +30,31 @@ from mqhook.webhook.model import WebhookConfig
 from mqhook.webhook.probe import TestResult, probe
 from mqhook.webhook.webhook import Webhook
 
-__all__ = ["WebhookManager"]
+__all__ = ["CONFIG", "WebhookManager"]
+
+log = logging.getLogger("mqhook.webhook")
+
+CONFIG = "config"
+API = "api"
+DRAIN_SECONDS = 5.0
 
 
 class WebhookManager:
-    """Every configured webhook, by name."""
+    """Every webhook, by name (in the order they were added)."""
 
-    def __init__(self, configs: Iterable[WebhookConfig], node: str) -> None:
+    def __init__(self, configs: Iterable[WebhookConfig], node: str, drain_timeout: float = DRAIN_SECONDS) -> None:
         self.node = node
+        self.drain_timeout = drain_timeout
+        self.on_change: Callable[[], None] | None = None
         self._hooks: dict[str, Webhook] = {}
+        self._sources: dict[str, str] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._background: set[asyncio.Task[None]] = set()
         for i, cfg in enumerate(configs):
             if cfg.name in self._hooks:
                 raise ConfigError(f"$.webhooks[{i}].name: {cfg.name!r} is invalid; expected a name not used before")
             self._hooks[cfg.name] = Webhook(cfg)
+            self._sources[cfg.name] = CONFIG
 
     @property
     def consumers(self) -> list[Webhook]:
@@ -38,17 +64,81 @@ class WebhookManager:
     def get(self, name: str) -> Webhook | None:
         return self._hooks.get(name)
 
+    def source(self, name: str) -> str:
+        return self._sources[name]
+
     def __iter__(self) -> Iterator[Webhook]:
         return iter(self._hooks.values())
 
+    def __len__(self) -> int:
+        return len(self._hooks)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._hooks
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        loop = loop or asyncio.get_running_loop()
+        self._loop = loop or asyncio.get_running_loop()
         for hook in self.consumers:
-            hook.start(loop)
+            hook.start(self._loop)
 
     async def close(self, drain_timeout: float = 5.0) -> None:
-        """Close every webhook concurrently, each with the same drain budget."""
-        await asyncio.gather(*(w.close(drain_timeout) for w in self._hooks.values()))
+        """Close every webhook concurrently, each with the same drain budget (changes still
+        finishing in the background get the same budget)."""
+        await asyncio.gather(
+            *(w.close(drain_timeout) for w in self._hooks.values()),
+            *(asyncio.wait_for(asyncio.shield(t), drain_timeout + 1) for t in list(self._background)),
+            return_exceptions=True,
+        )
+
+    # -- live changes -----------------------------------------------------------------------------
+
+    def add(self, cfg: WebhookConfig, source: str = API) -> Webhook:
+        """A new webhook, started if enabled; ConfigError if the name is taken."""
+        if cfg.name in self._hooks:
+            raise ConfigError(f"name: {cfg.name!r} is already the name of a webhook")
+        hook = Webhook(cfg)
+        self._hooks[cfg.name] = hook
+        self._sources[cfg.name] = source
+        if cfg.enable and self._loop is not None:
+            hook.start(self._loop)
+        self._changed()
+        return hook
+
+    def replace(self, cfg: WebhookConfig) -> Webhook:
+        """The webhook ``cfg.name`` with new settings (see the module docstring); KeyError if unknown."""
+        old = self._hooks[cfg.name]
+        new = Webhook(cfg)
+        self._hooks[cfg.name] = new
+        self._changed()  # the old one is no longer a consumer: nothing more arrives there
+        moved = old.hand_over(new)
+        if cfg.enable and self._loop is not None:
+            new.start(self._loop)
+        log.info("webhook %s changed (%d queued events kept)", cfg.name, moved)
+        self._in_background(old.retire(self.drain_timeout))
+        return new
+
+    def remove(self, name: str) -> None:
+        """Delete a webhook (see the module docstring); KeyError if unknown."""
+        old = self._hooks.pop(name)
+        del self._sources[name]
+        self._changed()
+        self._in_background(old.close(self.drain_timeout))
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        if self._loop is None:
+            work.close()
+            return
+        task = self._loop.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- reading ----------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, dict[str, Any]]:
         return {name: hook.stats() for name, hook in self._hooks.items()}

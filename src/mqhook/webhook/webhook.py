@@ -86,6 +86,7 @@ class Webhook(Counters):
         "_client",
         "_closed",
         "_closing",
+        "_counts",
         "_failing",
         "_linger",
         "_max_retries",
@@ -121,6 +122,8 @@ class Webhook(Counters):
         self.saturated = False  # True from when the queue passes 80% of a bound until it falls to 50% of both
         self._relief: list[Callable[[], None]] = []
         self._closed = False
+        # Where request results are counted: this webhook, or its successor once handed over.
+        self._counts: Webhook = self
         # The sender's settings, read once.
         self._builder = RequestBuilder(cfg)
         self._batch_size = cfg.batch_size
@@ -206,6 +209,41 @@ class Webhook(Counters):
         if self._client is not None:
             await self._client.close()
 
+    def hand_over(self, new: Webhook) -> int:
+        """Make ``new`` (the same webhook with new settings, not started) this one's successor.
+
+        ``new`` continues the counters; the queued events move to it, as many as its bounds take
+        (what it drops is counted there, ``queue_full``); requests in flight here finish on the old
+        settings and are counted there. This one takes no more events: call ``retire`` next.
+        Synchronous, so no event can arrive in between. Returns the events moved."""
+        self._closed = True
+        new.take_over(self)
+        new._failing = self._failing
+        self._counts = new
+        if self._sender is not None:
+            self._sender.cancel()  # it only ever waits: cancelling it loses nothing
+        q = self._queue
+        entries = q.pop_batch(len(q)) if len(q) else []
+        q.done(entries)
+        self._popped()
+        for raw, key in entries:
+            new._queue.put(raw, key)
+        if new._backpressure and new._queue.over_high_water:
+            new.saturated = True
+        return len(entries)
+
+    async def retire(self, drain_timeout: float) -> None:
+        """After ``hand_over``: let the requests in flight finish for up to ``drain_timeout`` s,
+        then cancel the rest (counted ``stopped`` on the successor) and close the connections."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=drain_timeout)
+        pending = [t for t in (self._sender, *self._tasks) if t is not None and not t.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if self._client is not None:
+            await self._client.close()
+
     # -- introspection ------------------------------------------------------------------------------
     @property
     def queuing(self) -> int:
@@ -269,7 +307,7 @@ class Webhook(Counters):
                 log.exception("webhook %s: cannot build a request", self.name)
             q.unpop(batch[1:])
             q.done(batch[:1])
-            self.dropped["request_refused"] += 1
+            self._counts.dropped["request_refused"] += 1
             self._note_error(f"request refused, not sent: {exc}")
             return None
         if req.count < len(batch):
@@ -279,9 +317,10 @@ class Webhook(Counters):
         if self._per_client:
             keys = {key for _, key in batch}
             self._busy |= keys
-        self.batch_events.observe(req.count)
-        self.inflight += 1
-        self.inflight_events += req.count
+        c = self._counts
+        c.batch_events.observe(req.count)
+        c.inflight += 1
+        c.inflight_events += req.count
         self._progress.set()
         return req, batch, keys
 
@@ -310,23 +349,24 @@ class Webhook(Counters):
             verdict = await self._attempts(req)
         except Exception as exc:  # a bug, not an HTTP outcome: count the events failed, keep going
             log.exception("webhook %s: delivery error", self.name)
-            self.record_error(f"internal error: {exc!r}")
+            self._counts.record_error(f"internal error: {exc!r}")
             verdict = FAIL
         finally:
             n = req.count
-            self.inflight -= 1
-            self.inflight_events -= n
+            c = self._counts  # read now: the webhook may have been handed over meanwhile
+            c.inflight -= 1
+            c.inflight_events -= n
             if verdict == SUCCESS:
-                self.success += n
+                c.success += n
                 created = created_ms(batch[0][0])
                 if created is not None:
-                    self.delivery_seconds.observe(max(0.0, time.time() - created / 1000.0), n)
+                    c.delivery_seconds.observe(max(0.0, time.time() - created / 1000.0), n)
             elif verdict == FAIL:
-                self.failed += n
+                c.failed += n
             elif verdict == EXHAUSTED:
-                self.dropped[EXHAUSTED] += n
+                c.dropped[EXHAUSTED] += n
             else:  # cancelled by close()
-                self.dropped["stopped"] += n
+                c.dropped["stopped"] += n
             if keys:
                 self._busy -= keys
             self._queue.done(batch)
@@ -341,9 +381,11 @@ class Webhook(Counters):
         while True:
             async with self._pool:
                 out = await send_once(self._client, req, self._builder.attempt_headers(req))
-            self.requests += 1
-            self.outcomes[out.kind] += 1
-            self.request_seconds.observe(out.latency)
+            c = self._counts
+            c.requests += 1
+            c.outcomes[out.kind] += 1
+            c.request_seconds.observe(out.latency)
+            c.deliveries.append((time.time(), req.count, attempt, out.kind, out.status, out.error, out.latency))
             verdict = classify(out, self._retry_on)
             if verdict == SUCCESS:
                 self._note_success()
@@ -355,16 +397,23 @@ class Webhook(Counters):
                 return EXHAUSTED
             delay = backoff_delay(attempt, self._backoff[0], self._backoff[1], out)
             attempt += 1
-            self.retried += req.count
+            self._counts.retried += req.count
             await asyncio.sleep(delay)
 
     def _note_error(self, message: str) -> None:
-        self.record_error(message)
-        if not self._failing:
-            self._failing = True
+        c = self._counts
+        c.record_error(message)
+        if not c._failing:
+            c._failing = True
             log.warning("webhook %s: %s", self.name, message)
 
     def _note_success(self) -> None:
-        if self._failing:
-            self._failing = False
+        c = self._counts
+        if c._failing:
+            c._failing = False
             log.info("webhook %s: delivering again", self.name)
+
+    @property
+    def failing(self) -> bool:
+        """The last attempt failed (and none succeeded since)."""
+        return self._failing
