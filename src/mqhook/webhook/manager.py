@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from mqhook.errors import ConfigError
@@ -49,7 +49,8 @@ class WebhookManager:
         self._hooks: dict[str, Webhook] = {}
         self._sources: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        # Webhooks replaced or removed and still finishing (retire / close), with their tasks.
+        self._leaving: dict[asyncio.Task[None], tuple[Webhook, bool]] = {}
         for i, cfg in enumerate(configs):
             if cfg.name in self._hooks:
                 raise ConfigError(f"$.webhooks[{i}].name: {cfg.name!r} is invalid; expected a name not used before")
@@ -84,13 +85,11 @@ class WebhookManager:
             hook.start(self._loop)
 
     async def close(self, drain_timeout: float = 5.0) -> None:
-        """Close every webhook concurrently, each with the same drain budget (changes still
-        finishing in the background get the same budget)."""
-        await asyncio.gather(
-            *(w.close(drain_timeout) for w in self._hooks.values()),
-            *(asyncio.wait_for(asyncio.shield(t), drain_timeout + 1) for t in list(self._background)),
-            return_exceptions=True,
-        )
+        """Close every webhook concurrently, each with the same drain budget; webhooks still leaving
+        after a change get the same budget from now."""
+        leaving = [w.retire(drain_timeout) if out else w.close(drain_timeout) for w, out in self._leaving.values()]
+        await asyncio.gather(*(w.close(drain_timeout) for w in self._hooks.values()), *leaving)
+        await asyncio.gather(*self._leaving, return_exceptions=True)
 
     # -- live changes -----------------------------------------------------------------------------
 
@@ -116,7 +115,7 @@ class WebhookManager:
         if cfg.enable and self._loop is not None:
             new.start(self._loop)
         log.info("webhook %s changed (%d queued events kept)", cfg.name, moved)
-        self._in_background(old.retire(self.drain_timeout))
+        self._in_background(old, True)
         return new
 
     def remove(self, name: str) -> None:
@@ -124,19 +123,20 @@ class WebhookManager:
         old = self._hooks.pop(name)
         del self._sources[name]
         self._changed()
-        self._in_background(old.close(self.drain_timeout))
+        self._in_background(old, False)
 
     def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change()
 
-    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+    def _in_background(self, hook: Webhook, handed_over: bool) -> None:
+        """Let ``hook`` finish (``retire`` after a hand-over, else ``close``) without waiting for it."""
         if self._loop is None:
-            work.close()
             return
+        work = hook.retire(self.drain_timeout) if handed_over else hook.close(self.drain_timeout)
         task = self._loop.create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._leaving[task] = (hook, handed_over)
+        task.add_done_callback(lambda t: self._leaving.pop(t, None))
 
     # -- reading ----------------------------------------------------------------------------------
 

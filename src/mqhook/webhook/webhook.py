@@ -97,6 +97,7 @@ class Webhook(Counters):
         "_relief",
         "_retry_on",
         "_sender",
+        "_sending",
         "_tasks",
         "_wake_on_done",
         "_window",
@@ -143,6 +144,9 @@ class Webhook(Counters):
         self._closing = False
         self._failing = False
         self._wake_on_done = False  # the sender waits for a request to finish
+        # Requests of this object not finished: what inflight_window bounds. Equal to ``inflight``
+        # except after a hand-over, when the successor's ``inflight`` also counts the old requests.
+        self._sending = 0
 
     # -- EventConsumer ------------------------------------------------------------------------------
     def put(self, raw: bytes, clientid: str) -> bool:
@@ -269,7 +273,7 @@ class Webhook(Counters):
             if not len(q):
                 await q.wait(1)
                 continue
-            if self.inflight >= self._window:
+            if self._sending >= self._window:
                 await self._wait_for_done(NEVER)
                 continue
             if self._linger and len(q) < self._batch_size and not self._closing:
@@ -320,6 +324,7 @@ class Webhook(Counters):
         c = self._counts
         c.batch_events.observe(req.count)
         c.inflight += 1
+        self._sending += 1
         c.inflight_events += req.count
         self._progress.set()
         return req, batch, keys
@@ -328,7 +333,7 @@ class Webhook(Counters):
         """A full batch to send right away, from a request task that just finished; None: leave it to
         the sender (it lingers for partial batches and waits out the window)."""
         q = self._queue
-        if len(q) < self._batch_size or self.inflight >= self._window:
+        if len(q) < self._batch_size or self._sending >= self._window:
             return None
         batch = q.pop_batch(self._batch_size, self._busy if self._per_client else None)
         if not batch:
@@ -355,6 +360,7 @@ class Webhook(Counters):
             n = req.count
             c = self._counts  # read now: the webhook may have been handed over meanwhile
             c.inflight -= 1
+            self._sending -= 1
             c.inflight_events -= n
             if verdict == SUCCESS:
                 c.success += n
