@@ -44,7 +44,7 @@ from mqhook.broker.message import HOP_BY_HOP, Message, SubIds, SubOptions
 from mqhook.errors import ProtocolError
 from mqhook.mqtt import packets as P
 from mqhook.mqtt import reason as R
-from mqhook.mqtt.encode import encode, encode_ack, encode_publish
+from mqhook.mqtt.encode import encode, encode_puback, encode_publish
 from mqhook.mqtt.topics import parse_shared, validate_topic_filter
 
 if TYPE_CHECKING:
@@ -93,11 +93,15 @@ _STOP_HOLD = 1  # backpressure: too much held
 _STOP_WRITE = 2  # the transport's write buffer is full: the client does not read
 
 _PINGRESP = b"\xd0\x00"
+# Module constants for packet types read on every packet (one LOAD_GLOBAL, no attribute lookup).
+_PUBLISH = P.PUBLISH
+_PUBACK = P.PUBACK
 
 
-def _held_size(packet: P.Packet) -> int:
-    """What a held packet counts against HOLD_BYTES: a PUBLISH its topic and payload, others 16."""
-    return len(packet.payload) + len(packet.topic) if isinstance(packet, P.Publish) else 16
+def _held_size(packets: list[Any]) -> int:
+    """What held packets count against HOLD_BYTES: a PUBLISH its topic and payload, others 16
+    (``Connection.handle`` adds one packet's share inline)."""
+    return sum(len(p.payload) + len(p.topic) if p.type == _PUBLISH else 16 for p in packets)
 
 
 _NO_PROPS: dict[str, Any] = {}  # shared, never written: DISCONNECT replaces it with its own dict
@@ -138,6 +142,7 @@ class Connection:
     # Slots and a class-level handler table keep an idle connection small (no per-instance
     # __dict__, no bound method per packet type): memory per connection is a target of its own.
     __slots__ = (
+        "_handlers",
         "_held",
         "_held_bytes",
         "_stopped",
@@ -175,6 +180,7 @@ class Connection:
         self.config = broker.config
         self.stats = broker.stats
         self.state = AWAIT_CONNECT
+        self._handlers = _STATE_HANDLERS[AWAIT_CONNECT]  # the handlers of the packets legal in ``state``
         self.level = 4
         self.v5 = False
         self.session: Session | None = None
@@ -222,18 +228,30 @@ class Connection:
     def handle(self, packet: P.Packet) -> None:
         """Apply one decoded packet; raises ProtocolError for an illegal one."""
         ptype = packet.type
-        if self._held is not None and ptype not in _OUT_OF_ORDER:
-            self._hold(packet)
+        held = self._held
+        if held is not None and ptype not in _OUT_OF_ORDER:
+            # Held (see _start_holding); inline, as most PUBLISHes of a publisher held behind a QoS 1
+            # subscriber pass here: a PUBLISH counts its topic and payload, others 16 (_held_size).
+            held.append(packet)
+            self._held_bytes += len(packet.payload) + len(packet.topic) if ptype == _PUBLISH else 16  # type: ignore[union-attr]
+            if self._held_bytes > HOLD_BYTES:
+                self._stop_reading(_STOP_HOLD)
             return
-        if ptype not in LEGAL[self.state]:
-            if self.state == CLOSED:
-                return
-            if ptype == P.CONNECT:
-                raise ProtocolError(R.PROTOCOL_ERROR, "a second CONNECT on one connection [MQTT-3.1.0-2]")
-            name = P.PACKET_NAMES.get(ptype, str(ptype))
-            where = "before CONNECT [MQTT-3.1.0-1]" if self.state == AWAIT_CONNECT else "from a client"
-            raise ProtocolError(R.PROTOCOL_ERROR, f"{name} is not allowed {where}")
-        _HANDLERS[ptype](self, packet)
+        handler = self._handlers.get(ptype)
+        if handler is None:
+            self._illegal(ptype)
+            return
+        handler(self, packet)
+
+    def _illegal(self, ptype: int) -> None:
+        """A packet not legal in this state (``LEGAL``): ignored once CLOSED, else a protocol error."""
+        if self.state == CLOSED:
+            return
+        if ptype == P.CONNECT:
+            raise ProtocolError(R.PROTOCOL_ERROR, "a second CONNECT on one connection [MQTT-3.1.0-2]")
+        name = P.PACKET_NAMES.get(ptype, str(ptype))
+        where = "before CONNECT [MQTT-3.1.0-1]" if self.state == AWAIT_CONNECT else "from a client"
+        raise ProtocolError(R.PROTOCOL_ERROR, f"{name} is not allowed {where}")
 
     # -- CONNECT ------------------------------------------------------------------------------------
 
@@ -281,6 +299,7 @@ class Connection:
         session.client_info = (self.username, self.peerhost, self.link.peername)
         self.session = session
         self.state = CONNECTED
+        self._handlers = _STATE_HANDLERS[CONNECTED]
         broker.connections.add(self)
         self.stats.count_connect("success")
         fire = hooks.client_connected
@@ -303,6 +322,7 @@ class Connection:
         self._send(P.Connack(False, code, {"Reason-String": text} if self.v5 else None))
         self.close_reason = R.NAMES.get(code, "protocol_error")
         self.state = CLOSED
+        self._handlers = _STATE_HANDLERS[CLOSED]
         self._finish()
 
     # -- timers -----------------------------------------------------------------------------------
@@ -364,7 +384,8 @@ class Connection:
                 expiry_at = broker.clock.time() + expiry
             for key in HOP_BY_HOP:
                 props.pop(key, None)
-        self.stats.messages_received[qos] += 1
+        stats = self.stats
+        stats.messages_received[qos] += 1
         session = self.session
         assert session is not None
         pid: int = p.packet_id or 0
@@ -404,8 +425,8 @@ class Connection:
             if n == 0 and self.v5:
                 self._send(P.Puback(pid, R.NO_MATCHING_SUBSCRIBERS))
             else:
-                self.stats.packets_sent[P.PUBACK] += 1
-                self.link.write(encode_ack(0x40, pid))
+                stats.packets_sent[_PUBACK] += 1
+                self.link.write(encode_puback(pid))
         elif qos == 2:
             awaiting = session.awaiting_rel
             if not isinstance(awaiting, set):
@@ -425,13 +446,6 @@ class Connection:
         self.broker.flow_gauges["backpressure"] += 1
         self.broker.backpressure.on_relief(self._relieved, fed)
 
-    def _hold(self, packet: P.Packet) -> None:
-        assert self._held is not None
-        self._held.append(packet)
-        self._held_bytes += _held_size(packet)
-        if self._held_bytes > HOLD_BYTES:
-            self._stop_reading(_STOP_HOLD)
-
     def _relieved(self) -> None:
         """The holders have caught up: replay what was held, from the loop's next turn."""
         if self._held is not None and self.state != CLOSED:
@@ -445,14 +459,13 @@ class Connection:
         held = self._held
         if held is None or self.state == CLOSED:
             return
-        batch, rest = held[:REPLAY_BATCH], held[REPLAY_BATCH:]
         self._held = None
         self.broker.flow_gauges["backpressure"] -= 1
-        left = self._held_bytes
-        for i, packet in enumerate(batch):
-            left -= _held_size(packet)
+        total = self._held_bytes
+        n = len(held) if len(held) < REPLAY_BATCH else REPLAY_BATCH
+        for i in range(n):
             try:
-                self.handle(packet)
+                self.handle(held[i])
             except ProtocolError as exc:
                 self.protocol_error(exc)
                 return
@@ -462,13 +475,15 @@ class Connection:
             if self.state == CLOSED:
                 return
             if self._held is not None:  # held again by that PUBLISH (_start_holding made a new, empty list)
-                self._held = batch[i + 1 :] + rest
-                self._held_bytes = left
+                self._held_bytes = total - _held_size(held[: i + 1])
+                del held[: i + 1]  # the rest, in place (no copy of it per replay)
+                self._held = held
                 break
         else:
-            if rest:  # still relieved: the rest after the other publishers' turns
-                self._held = rest
-                self._held_bytes = left
+            if len(held) > n:  # still relieved: the rest after the other publishers' turns
+                self._held_bytes = total - _held_size(held[:n])
+                del held[:n]
+                self._held = held
                 self.broker.flow_gauges["backpressure"] += 1
                 self.link.defer(self._replay)
         if self._held is None or self._held_bytes <= HOLD_BYTES:
@@ -661,8 +676,9 @@ class Connection:
             return False
         if new_alias and aliases_out is not None:  # the client learns it with this PUBLISH
             aliases_out.commit(msg.topic, new_alias)
-        self.stats.packets_sent[P.PUBLISH] += 1
-        self.stats.messages_sent[qos] += 1
+        stats = self.stats
+        stats.packets_sent[_PUBLISH] += 1
+        stats.messages_sent[qos] += 1
         self.link.write(data)
         fire = self.broker.hooks.message_delivered
         if fire is not None and self.session is not None:
@@ -756,6 +772,7 @@ class Connection:
         """Leave for CLOSED exactly once: publish or schedule the will, detach the session, close."""
         was = self.state
         self.state = CLOSED
+        self._handlers = _STATE_HANDLERS[CLOSED]
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -795,4 +812,8 @@ _HANDLERS: dict[int, Callable[[Connection, Any], None]] = {
     P.PINGREQ: Connection._on_pingreq,
     P.DISCONNECT: Connection._on_disconnect,
     P.AUTH: Connection._on_auth,
+}
+# One table per state, of the packets legal in it (LEGAL): Connection.handle makes one lookup per packet.
+_STATE_HANDLERS: dict[int, dict[int, Callable[[Connection, Any], None]]] = {
+    state: {ptype: _HANDLERS[ptype] for ptype in legal} for state, legal in LEGAL.items()
 }

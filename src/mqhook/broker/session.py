@@ -177,18 +177,15 @@ class Session:
             fire(msg, self, qos, reason)
 
     def _send_inflight(self, conn: Connection, msg: Message, qos: int, retain: bool, sub_id: SubIds) -> None:
-        pid = self._allocate_pid()
-        self.inflight[pid] = Outgoing(msg, qos, retain, sub_id)
-        if not conn.send_publish(msg, qos, retain, pid, sub_id, False):
-            del self.inflight[pid]  # not sendable (too large or expired): the flow ends here
-
-    def _allocate_pid(self) -> int:
-        pid = self.next_pid
         inflight = self.inflight
+        # The next packet id not in flight, from next_pid on (wrapping at 65535).
+        pid = self.next_pid
         while pid in inflight:
             pid = pid + 1 if pid < 65535 else 1
         self.next_pid = pid + 1 if pid < 65535 else 1
-        return pid
+        inflight[pid] = Outgoing(msg, qos, retain, sub_id)
+        if not conn.send_publish(msg, qos, retain, pid, sub_id, False):
+            del inflight[pid]  # not sendable (too large or expired): the flow ends here
 
     def deliver_retained(self, messages: list[Message], qos: int, sub_id: int | None) -> None:
         """The retained messages of one new subscription (granted ``qos``): sent as the window and the
@@ -233,12 +230,13 @@ class Session:
         if self.backlog is not None and not self._drain_backlog(conn):
             return
         queue = self.queue
+        inflight = self.inflight
         while queue and not conn.saturated:
             msg, qos, retain, sub_id = queue[0]
             if qos == 0:
                 queue.popleft()
                 conn.send_publish(msg, 0, retain, None, sub_id, False)
-            elif len(self.inflight) < self.inflight_max:
+            elif len(inflight) < self.inflight_max:
                 queue.popleft()
                 self._send_inflight(conn, msg, qos, retain, sub_id)
             else:
@@ -252,10 +250,11 @@ class Session:
 
     def on_puback(self, pid: int) -> Outgoing | None:
         """The finished QoS 1 flow, or None if ``pid`` names none."""
-        entry = self.inflight.get(pid)
+        inflight = self.inflight
+        entry = inflight.get(pid)
         if entry is None or entry.qos != 1:
             return None
-        del self.inflight[pid]
+        del inflight[pid]
         self.drain()
         return entry
 

@@ -29,6 +29,11 @@ Body = Callable[[bytes, int, int, int], p.Packet]
 _TOPICS: dict[bytes, str] = {}
 _TOPICS_MAX = 4096
 _Publish = p.Publish
+_Puback = p.Puback
+_PUBLISH = p.PUBLISH
+# The properties of every PUBLISH without any (all of 3.1.1's): one shared empty dict, which nobody
+# writes (the broker copies a message's properties before it changes them), instead of one per message.
+_NO_PROPS: dict[str, Any] = {}
 
 
 def decode_publish(b: bytes, pos: int, end: int, flags: int, level: int) -> p.Publish:
@@ -58,9 +63,9 @@ def decode_publish(b: bytes, pos: int, end: int, flags: int, level: int) -> p.Pu
         raise ProtocolError(R.PROTOCOL_ERROR, "PUBLISH QoS 0 with DUP flag set [MQTT-3.3.1-2]")
     props: dict[str, Any]
     if level != 5:
-        props = {}
+        props = _NO_PROPS
     elif pos < end and b[pos] == 0:
-        props = {}
+        props = _NO_PROPS
         pos += 1
     else:
         props, pos = decode_properties(b, pos, end, p.PUBLISH)
@@ -296,8 +301,15 @@ class Decoder:
             if end > n:
                 self._need = total
                 break
-            if first >> 4 == p.PUBLISH and level is not None:
+            if first >> 4 == _PUBLISH and level is not None:
                 out.append(decode_publish(b, pos + head, end, first & 0x0F, level))
+            elif first == 0x40 and total == 4 and level is not None:
+                # The usual PUBACK (a packet id only), inline: a QoS 1 subscriber sends one per message.
+                # The same checks and result as _decode_ack's.
+                packet_id = (b[pos + 2] << 8) | b[pos + 3]
+                if packet_id == 0:
+                    raise MalformedPacket("PUBACK with packet identifier 0 [MQTT-2.2.1-3]")
+                out.append(_Puback(packet_id))
             else:
                 out.append(self._decode_other(b, pos + head, end, first))
                 if level is None:  # that was the CONNECT: from now on, packets of max_packet_size

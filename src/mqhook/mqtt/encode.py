@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from mqhook.mqtt import packets as p
@@ -147,6 +148,11 @@ def encode_ack(first: int, packet_id: int) -> bytes:
     the same four bytes in every version (reason 0 is omitted in v5, section 3.4.2.1). The broker's
     hot path writes these without building a packet."""
     return _ACK(first, 2, packet_id)
+
+
+# encode_ack(0x40, packet_id) as one C call (a partial of struct.pack, no Python frame): the broker
+# writes one per QoS 1 PUBLISH it receives.
+encode_puback: Callable[[int], bytes] = partial(_ACK, 0x40, 2)
 
 
 def _ack(first: int) -> Callable[[Any, int], bytes]:

@@ -208,6 +208,8 @@ class MqttProtocol(asyncio.Protocol):
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.stats.bytes_sent += self._out_size  # written, never flushed: counted as write() did before
+        self._out_size = 0
         self._out.clear()
         self._held = None
         if self._linger is not None:
@@ -223,10 +225,10 @@ class MqttProtocol(asyncio.Protocol):
     # -- Link -------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        size = len(data)
-        self.stats.bytes_sent += size
+        # bytes_sent is counted per flush (and in connection_lost), not per packet: a write per packet
+        # would cost one more counter update each.
         self._out.append(data)
-        self._out_size += size
+        self._out_size += len(data)
         if self._out_size >= FLUSH_BYTES:
             self._flush()
         elif not self._flush_pending:
@@ -241,6 +243,7 @@ class MqttProtocol(asyncio.Protocol):
         out = self._out
         if not out:
             return
+        self.stats.bytes_sent += self._out_size
         self._out_size = 0
         transport = self.transport
         if transport is not None and not transport.is_closing() and self._linger is None:
