@@ -47,10 +47,14 @@ def broker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 15.0) -> subprocess.CompletedProcess:
-    """Run ``python -m mqhook ARGS`` to completion (for commands expected to exit by themselves)."""
+def run_cli(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 15.0, input: str | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``python -m mqhook ARGS`` to completion (for commands expected to exit by themselves);
+    ``input`` is written to its stdin."""
     return subprocess.run(
         [PYTHON, "-m", "mqhook", *args],
+        input=input,
         cwd=ROOT,
         env=broker_env(env),
         capture_output=True,

@@ -10,22 +10,25 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
 
+from mqhook.access.acl import DefaultAuthorizer, FileAuthorizer, authorizer_for
+from mqhook.access.authn import FileAuthenticator
 from mqhook.admin.auth import ensure_admin
 from mqhook.admin.context import AdminContext
 from mqhook.admin.server import make_app
 from mqhook.admin.store import Store, StoreError
 from mqhook.broker.broker import Broker
-from mqhook.broker.stats import Stats
-from mqhook.config import Config, parse_bind
-from mqhook.errors import MqhookError
+from mqhook.config import Config, allows_anonymous, parse_bind
+from mqhook.errors import ConfigError, MqhookError
 from mqhook.events.router import EventRouter
 from mqhook.metrics import LoopLag, build_registry
 from mqhook.server.limits import auto_max_connections, raise_open_file_limit
-from mqhook.server.tcp import start_listener
+from mqhook.server.listeners import EdgeStats, Listener, listeners_of
 from mqhook.webhook.manager import WebhookManager
 
 log = logging.getLogger("mqhook")
@@ -65,13 +68,17 @@ class ListenError(MqhookError):
 class App:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.stats = Stats()
+        self.stats = EdgeStats()  # the broker's counters and each listener's
         self.broker: Broker | None = None
         self.events: EventRouter | None = None
         self.webhooks = WebhookManager(config.webhooks, config.node, drain_timeout=WEBHOOK_DRAIN_SECONDS)
         self.admin: AdminContext | None = None
+        self.authenticator: FileAuthenticator | None = None
+        self.authorizer: FileAuthorizer | DefaultAuthorizer | None = None
+        self._auth_pool: ThreadPoolExecutor | None = None
         self.loop_lag = LoopLag()
-        self.mqtt_server: asyncio.AbstractServer | None = None
+        self.mqtt_server: asyncio.AbstractServer | None = None  # the first listener's
+        self.listeners: list[Listener] = []
         self.admin_runner: web.AppRunner | None = None
         self.admin_site: web.TCPSite | None = None
         self.mqtt_address = ""
@@ -81,6 +88,7 @@ class App:
         loop = asyncio.get_running_loop()
         self.broker = Broker(self.config.mqtt, self.stats, loop)
         self.broker.max_connections = _max_connections(self.config.mqtt.max_connections)
+        self._setup_access(loop)
         store = Store(self.config.data_dir)
         ensure_admin(store, self.config.admin.default_password)
         self.admin = AdminContext(
@@ -97,17 +105,10 @@ class App:
             self.config.node, self.broker.hooks, self.broker.backpressure, self.webhooks.consumers
         )
         self.webhooks.on_change = lambda: events.set_consumers(self.webhooks.consumers)
-        host, port = parse_bind(self.config.mqtt.bind, "$.mqtt.bind")
-        try:
-            self.mqtt_server = await start_listener(self.broker, host, port)
-        except OSError as exc:
-            raise ListenError(
-                f"cannot listen for MQTT on {self.config.mqtt.bind} ($.mqtt.bind): {exc.strerror}"
-            ) from exc
-        self.mqtt_address = _address(self.mqtt_server.sockets[0].getsockname())
+        await self._start_listeners()
         self.loop_lag.start(loop)
         self.admin.start(loop)
-        registry = build_registry(self.broker, self.webhooks, self.loop_lag)
+        registry = build_registry(self.broker, self.webhooks, self.loop_lag, listeners=self.stats.listeners.values())
         app = make_app(self.admin, registry, dashboard=self.config.admin.dashboard)
         self.admin_runner = web.AppRunner(app, access_log=None)
         await self.admin_runner.setup()
@@ -122,10 +123,62 @@ class App:
             ) from exc
         self.admin_address = _address(self.admin_runner.addresses[0])
 
+    def _setup_access(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The password file and the ACL: slow hashes run on a small thread pool, never on the loop."""
+        assert self.broker is not None
+        pool = self._auth_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mqhook-authn")
+
+        def offload(fn: Callable[..., Any], args: tuple[Any, ...], on_done: Callable[[Any], None]) -> None:
+            future = loop.run_in_executor(pool, fn, *args)
+            future.add_done_callback(lambda f: on_done(False if f.exception() else f.result()))
+
+        self.authenticator = FileAuthenticator(
+            self.config.authn, allows_anonymous(self.config), offload, self.broker.clock
+        )
+        self.authorizer = authorizer_for(self.config.authz)
+        self.broker.authenticator = self.authenticator
+        self.broker.authorizer = self.authorizer
+
+    def reload_access(self) -> None:
+        """SIGHUP: read the password file and the ACL again; a bad one is reported and the old kept."""
+        for name, part in (("password file", self.authenticator), ("ACL file", self.authorizer)):
+            if part is None:
+                continue
+            try:
+                part.reload()
+            except MqhookError as exc:
+                log.error("SIGHUP: %s not reloaded, the previous one stays in force: %s", name, exc)
+            else:
+                log.info("SIGHUP: %s reloaded", name)
+
+    async def _start_listeners(self) -> None:
+        """mqtt.bind and every [[listeners]] entry; a TLS file that does not load is a ConfigError,
+        an address that cannot be bound a ListenError (the listeners started before it are closed)."""
+        assert self.broker is not None
+        # Made first (TLS contexts built), bound after: a bad certificate binds nothing.
+        listeners = [Listener(self.broker, settings, path) for path, settings in listeners_of(self.config)]
+        for listener in listeners:
+            self.stats.listeners[listener.name] = listener.stats
+        for listener in listeners:
+            try:
+                await listener.start()
+            except OSError as exc:
+                for started in self.listeners:
+                    started.close()
+                field = listener.path if listener.path == "$.mqtt.bind" else listener.path + ".bind"
+                raise ListenError(
+                    f"cannot listen for MQTT ({listener.settings.type}) on {listener.settings.bind} ({field}): "
+                    f"{exc.strerror or exc}"
+                ) from exc
+            self.listeners.append(listener)
+        first = self.listeners[0]
+        self.mqtt_server = first.server
+        self.mqtt_address = first.address
+
     async def stop(self) -> None:
         self.loop_lag.stop()
-        if self.mqtt_server is not None:
-            self.mqtt_server.close()
+        for listener in self.listeners:
+            listener.close()
         if self.broker is not None:
             self.broker.shutdown()
         # Events already queued get a bounded chance to leave before the process ends.
@@ -134,6 +187,8 @@ class App:
             await self.admin_runner.cleanup()
         if self.admin is not None:
             self.admin.stop()
+        if self._auth_pool is not None:
+            self._auth_pool.shutdown(wait=False, cancel_futures=True)
         await asyncio.sleep(0)  # let the DISCONNECTs leave before the loop stops
 
 
@@ -143,13 +198,16 @@ async def serve(config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     app = App(config)
+    loop.add_signal_handler(signal.SIGHUP, app.reload_access)
     await app.start()
     # Everything built so far (modules, config, listeners) lives as long as the process: move it
     # out of the collector's sight, so full collections only walk objects made while serving.
     # Measured on the webhook path (bench/e2e_webhook.py, batch_size 100): ~20% less CPU per message.
     gc.freeze()
     # Printed only once signals are handled, so whoever waits for this line may signal right away.
-    print(f"mqhook: listening mqtt={app.mqtt_address} admin={app.admin_address}", file=sys.stderr, flush=True)
+    # mqtt= is the first listener (mqtt.bind's unless it is ""); every other follows as NAME=URL.
+    others = "".join(f" {lst.name}={lst.url}" for lst in app.listeners[1:])
+    print(f"mqhook: listening mqtt={app.mqtt_address} admin={app.admin_address}{others}", file=sys.stderr, flush=True)
     log.info("node %s ready (MQTT %s, admin %s)", config.node, app.mqtt_address, app.admin_address)
     await stop.wait()
     log.info("shutting down")
@@ -170,4 +228,7 @@ def run(config: Config) -> int:
     except (ListenError, StoreError) as exc:
         print(f"mqhook: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # a file the config names (password file, ACL) is missing or invalid
+        print(f"mqhook: config error: {exc}", file=sys.stderr)
+        return 2
     return 0

@@ -36,6 +36,21 @@ def _parser() -> argparse.ArgumentParser:
     passwd.add_argument("user", nargs="?", default="admin", help="the administrator (default admin)")
     passwd.add_argument("--data-dir", metavar="DIR", help="the daemon's data directory (default: the config's)")
     passwd.add_argument("--config", metavar="FILE", help="TOML config file (for its data_dir)")
+    pw = sub.add_parser("passwd", help="manage an MQTT password file (authn.password_file)")
+    pw.add_argument("--file", required=True, metavar="FILE", help="the password file (created if missing)")
+    pw.add_argument("action", choices=["add", "remove", "list"])
+    pw.add_argument("user", nargs="?", help="the user (add, remove)")
+    pw.add_argument("--superuser", action="store_true", help="add: the user bypasses the ACL")
+    acl = sub.add_parser("acl", help="ACL tools")
+    acl_sub = acl.add_subparsers(dest="acl_command", required=True)
+    check = acl_sub.add_parser("check", help="explain the ACL's decision for one client and topic")
+    check.add_argument("--file", required=True, metavar="FILE", help="the ACL file (authz.acl_file)")
+    check.add_argument("--no-match", choices=["allow", "deny"], default="allow", help="authz.no_match (allow)")
+    check.add_argument("--username")
+    check.add_argument("--clientid", default="")
+    check.add_argument("--ipaddr", default="127.0.0.1")
+    check.add_argument("action", choices=["publish", "subscribe"])
+    check.add_argument("topic")
     sink = sub.add_parser("sink", help="a little webhook receiver: prints every body, answers 200")
     sink.add_argument("--host", default="127.0.0.1")
     sink.add_argument("--port", type=int, default=5000)
@@ -67,6 +82,53 @@ def _read_password() -> str:
             raise ValueError("the two passwords differ")
         return first
     return sys.stdin.readline().rstrip("\r\n")
+
+
+def _passwd(args: argparse.Namespace) -> int:
+    """``mqhook passwd``: the password is read from stdin (asked twice on a terminal)."""
+    from pathlib import Path
+
+    from mqhook.access.passwd import PasswordFile
+
+    try:
+        path = Path(args.file)
+        pf = PasswordFile.load(path, field="--file") if path.exists() else PasswordFile()
+        if args.action == "list":
+            for name, (_, superuser) in sorted(pf.users.items()):
+                print(f"{name}{' (superuser)' if superuser else ''}")
+            return 0
+        if not args.user:
+            raise ValueError(f"{args.action} needs a USER")
+        if args.action == "remove":
+            if not pf.remove(args.user):
+                raise ValueError(f"no user {args.user!r} in {args.file}")
+        else:
+            password = _read_password()
+            if not password:
+                raise ValueError("an empty password")
+            pf.set(args.user, password, args.superuser)
+        pf.save(path)
+    except (ValueError, ConfigError, OSError) as exc:
+        print(f"mqhook passwd: {exc}", file=sys.stderr)
+        return 2
+    print(f"mqhook passwd: {args.file}: {args.action} {args.user} done (SIGHUP makes a running mqhook read it)",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _acl_check(args: argparse.Namespace) -> int:
+    """``mqhook acl check``: prints the decision and the rule; exit 0 if allowed, 1 if denied."""
+    from mqhook.access.acl import FileAuthorizer
+    from mqhook.access.settings import AuthzConfig
+
+    try:
+        authz = FileAuthorizer(AuthzConfig(acl_file=args.file, no_match=args.no_match))
+    except ConfigError as exc:
+        print(f"mqhook acl check: {exc}", file=sys.stderr)
+        return 2
+    answer = authz.explain(args.username, args.clientid, args.ipaddr, args.action, args.topic)
+    print(answer)
+    return 0 if answer.startswith("allow") else 1
 
 
 def _admin(args: argparse.Namespace) -> int:
@@ -106,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "admin":
         return _admin(args)
+    if args.command == "passwd":
+        return _passwd(args)
+    if args.command == "acl":
+        return _acl_check(args)
     if args.command == "sink":
         from mqhook import sink
 

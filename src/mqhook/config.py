@@ -12,16 +12,20 @@ one that names a setting with a bad value is an error, like a bad value in the f
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
+import re
 import socket
 import tomllib
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import msgspec.inspect as mi
+from msgspec import Meta
 
+from mqhook.access.settings import AuthnConfig, AuthzConfig
 from mqhook.broker.settings import MqttConfig
 from mqhook.errors import ConfigError
 from mqhook.schema import Duration, convert, explain
@@ -60,15 +64,165 @@ class LogConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+# -- listeners ----------------------------------------------------------------------------------
+# ``[[listeners]]``: MQTT listeners beside ``mqtt.bind`` (the default plain TCP listener, named
+# "default", off when set to ""). ``mqhook.server.listeners`` runs them; ``mqhook.server.tls``
+# builds their TLS contexts (TLS 1.2 at least) and names the field of a key or certificate that
+# does not load.
+
+LISTENER_TYPES = ("tcp", "tls", "ws", "wss")
+DEFAULT_LISTENER = "default"  # the name of the listener of mqtt.bind
+DEFAULT_WS_PATH = "/mqtt"
+_LISTENER_NAME = re.compile(r"[0-9A-Za-z][-0-9A-Za-z_:.]*")
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "*"})
+
+
+class ListenerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    type: Literal["tcp", "tls", "ws", "wss"]
+    bind: str
+    name: str = ""  # unset: TYPE:PORT, e.g. "wss:8084"
+    # Sockets open on this listener at once; a CONNECT beyond is refused (CONNACK 0x97, 3 in 3.1.1).
+    # 0: no limit of its own (mqtt.max_connections, for all listeners together, still applies).
+    max_connections: Annotated[int, Meta(ge=0, le=100_000_000)] = 0
+    # tls and wss only
+    certfile: str | None = None  # PEM: the server certificate, then any intermediates
+    keyfile: str | None = None  # PEM, unencrypted
+    cacertfile: str | None = None  # PEM: the CAs client certificates are checked against
+    verify: Literal["verify_none", "verify_peer"] = "verify_none"
+    fail_if_no_peer_cert: bool = False  # verify_peer only: refuse a client without a certificate
+    # verify_peer only: the client certificate's subject CN (or whole DN) is the user name, and a
+    # verified certificate authenticates the client (no password is asked)
+    peer_cert_as_username: Literal["cn", "dn"] | None = None
+    # ws and wss only: the HTTP path of the WebSocket upgrade (default /mqtt)
+    path: str | None = None
+
+    @property
+    def ws_path(self) -> str:
+        return DEFAULT_WS_PATH if self.path is None else self.path
+
+    @property
+    def is_tls(self) -> bool:
+        return self.type in ("tls", "wss")
+
+
+def listener_name(listener: ListenerConfig) -> str:
+    """The name it was given, else TYPE:PORT."""
+    return listener.name or f"{listener.type}:{parse_bind(listener.bind, 'bind')[1]}"
+
+
+def _check_pem(path: str, value: str | None, what: str) -> None:
+    """A readable file holding a PEM block (the TLS library reports what is wrong inside it)."""
+    if not value:
+        raise ConfigError(f"{path}: {value!r} is invalid; expected a readable PEM file ({what})")
+    try:
+        with open(value, "rb") as f:
+            head = f.read(1 << 20)
+    except OSError as exc:
+        raise ConfigError(f"{path}: {value!r} is invalid; expected a readable PEM file ({exc.strerror})") from exc
+    if b"-----BEGIN " not in head:
+        raise ConfigError(f"{path}: {value!r} is invalid; expected a readable PEM file (no '-----BEGIN' line in it)")
+
+
+def _binds_overlap(a: tuple[str, int], b: tuple[str, int]) -> bool:
+    """Two listening addresses that cannot both be bound (port 0 never collides)."""
+    if a[1] != b[1] or a[1] == 0:
+        return False
+    return a[0] == b[0] or a[0] in _WILDCARD_HOSTS or b[0] in _WILDCARD_HOSTS
+
+
+def _validate_listeners(cfg: Config) -> None:
+    """mqtt.bind and [[listeners]]: binds that parse and do not collide, unique names, TLS files
+    present and readable, settings only where their type uses them."""
+    binds: list[tuple[str, tuple[str, int]]] = []
+    names: dict[str, str] = {}
+    if cfg.mqtt.bind:
+        binds.append(("$.mqtt.bind", parse_bind(cfg.mqtt.bind, "$.mqtt.bind")))
+        names[DEFAULT_LISTENER] = "$.mqtt.bind"
+    elif not cfg.listeners:
+        raise ConfigError(
+            "$.mqtt.bind: '' is invalid; expected HOST:PORT, e.g. 127.0.0.1:1883, or at least one [[listeners]] entry"
+        )
+    for i, lst in enumerate(cfg.listeners):
+        at = f"$.listeners[{i}]"
+        addr = parse_bind(lst.bind, f"{at}.bind")
+        for other_path, other in binds:
+            if _binds_overlap(addr, other):
+                raise ConfigError(
+                    f"{at}.bind: {lst.bind!r} is already bound by {other_path}; expected a different HOST:PORT"
+                )
+        binds.append((f"{at}.bind", addr))
+        if lst.name and not _LISTENER_NAME.fullmatch(lst.name):
+            raise ConfigError(
+                f"{at}.name: {lst.name!r} is invalid; expected letters, digits and - _ : . "
+                "(starting with a letter or digit)"
+            )
+        name = listener_name(lst)
+        if name in names:
+            raise ConfigError(
+                f"{at}.name: {name!r} is already the name of {names[name]}; expected unique listener names"
+                + ("" if lst.name else ' (set name = "...": the default is TYPE:PORT)')
+            )
+        names[name] = at if lst.name else f"{at} (by default)"
+        if lst.is_tls:
+            _check_pem(f"{at}.certfile", lst.certfile, f'required for type "{lst.type}"')
+            _check_pem(f"{at}.keyfile", lst.keyfile, f'required for type "{lst.type}"')
+            if lst.verify == "verify_peer":
+                _check_pem(f"{at}.cacertfile", lst.cacertfile, "CA certificates, required by verify_peer")
+            elif lst.cacertfile is not None:
+                _check_pem(f"{at}.cacertfile", lst.cacertfile, "CA certificates")
+            if lst.peer_cert_as_username is not None and lst.verify != "verify_peer":
+                raise ConfigError(
+                    f"{at}.peer_cert_as_username: {lst.peer_cert_as_username!r} is invalid with verify = "
+                    '"verify_none"; expected verify = "verify_peer" (no client certificate is asked for without it)'
+                )
+            if lst.fail_if_no_peer_cert and lst.verify != "verify_peer":
+                raise ConfigError(
+                    f'{at}.fail_if_no_peer_cert: true is invalid with verify = "verify_none"; '
+                    'expected verify = "verify_peer" (no client certificate is asked for without it)'
+                )
+        else:
+            for field in ("certfile", "keyfile", "cacertfile"):
+                if getattr(lst, field) is not None:
+                    raise ConfigError(
+                        f'{at}.{field}: {getattr(lst, field)!r} is invalid for type "{lst.type}"; expected it '
+                        'only on a "tls" or "wss" listener'
+                    )
+            if lst.verify != "verify_none" or lst.fail_if_no_peer_cert or lst.peer_cert_as_username is not None:
+                field = (
+                    "verify"
+                    if lst.verify != "verify_none"
+                    else ("fail_if_no_peer_cert" if lst.fail_if_no_peer_cert else "peer_cert_as_username")
+                )
+                raise ConfigError(
+                    f'{at}.{field}: {getattr(lst, field)!r} is invalid for type "{lst.type}"; expected it '
+                    'only on a "tls" or "wss" listener'
+                )
+        if lst.type in ("ws", "wss"):
+            path = lst.ws_path
+            if not path.startswith("/") or any(c in path for c in " ?#") or not path.isprintable():
+                raise ConfigError(
+                    f"{at}.path: {path!r} is invalid; expected an HTTP path starting with '/', e.g. /mqtt"
+                )
+        elif lst.path is not None:
+            raise ConfigError(
+                f'{at}.path: {lst.path!r} is invalid for type "{lst.type}"; expected it only on a "ws" or '
+                '"wss" listener'
+            )
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     node: str = msgspec.field(default_factory=_default_node)
     # Administrators, API keys and webhooks made over the API (mqhook.admin.store).
     data_dir: str = "./data"
     mqtt: MqttConfig = msgspec.field(default_factory=MqttConfig)
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
+    authn: AuthnConfig = msgspec.field(default_factory=AuthnConfig)
+    authz: AuthzConfig = msgspec.field(default_factory=AuthzConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     # One model for the file, the --webhook flag and (later) the REST API.
     webhooks: list[WebhookConfig] = msgspec.field(default_factory=list)
+    # MQTT listeners beside mqtt.bind: tcp, tls, ws, wss (see the ``# -- listeners`` block above).
+    listeners: list[ListenerConfig] = msgspec.field(default_factory=list)
 
 
 def parse_bind(value: str, path: str) -> tuple[str, int]:
@@ -83,8 +237,9 @@ def parse_bind(value: str, path: str) -> tuple[str, int]:
 def validate(cfg: Config) -> Config:
     """The checks msgspec's types cannot express: addresses, the node name and cross-field rules
     (unique webhook names); raises ConfigError naming the field(s), the value and what was expected."""
-    parse_bind(cfg.mqtt.bind, "$.mqtt.bind")
+    _validate_listeners(cfg)  # mqtt.bind and [[listeners]]
     parse_bind(cfg.admin.bind, "$.admin.bind")
+    _check_anonymous(cfg)
     if not cfg.data_dir:
         raise ConfigError("$.data_dir: '' is invalid; expected a directory path, e.g. ./data")
     if not cfg.node or "@" not in cfg.node:
@@ -98,6 +253,44 @@ def validate(cfg: Config) -> Config:
             )
         seen[hook.name] = i
     return cfg
+
+
+def mqtt_binds(cfg: Config) -> list[tuple[str, str]]:
+    """(field path, HOST:PORT) of every MQTT listener of ``cfg``."""
+    binds = [("$.mqtt.bind", cfg.mqtt.bind)] if cfg.mqtt.bind else []
+    for i, listener in enumerate(getattr(cfg, "listeners", None) or ()):
+        binds.append((f"$.listeners[{i}].bind", listener.bind))
+    return binds
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def allows_anonymous(cfg: Config) -> bool:
+    """``authn.allow_anonymous``, or when unset: true while every MQTT listener binds loopback."""
+    if cfg.authn.allow_anonymous is not None:
+        return cfg.authn.allow_anonymous
+    return all(_is_loopback(parse_bind(bind, path)[0]) for path, bind in mqtt_binds(cfg))
+
+
+def _check_anonymous(cfg: Config) -> None:
+    """Refuse a listener open to the network that would let anyone in, unless that was said."""
+    if cfg.authn.allow_anonymous is not None:
+        return
+    for path, bind in mqtt_binds(cfg):
+        host = parse_bind(bind, path)[0]
+        if not _is_loopback(host):
+            raise ConfigError(
+                f"{path}: {bind!r} is open to the network and $.authn.allow_anonymous is not set; expected "
+                "a loopback address, or authn.allow_anonymous set explicitly (false, with a password_file, "
+                "or true to let anyone connect)"
+            )
 
 
 def _env_tree(environ: Mapping[str, str], warn: Callable[[str], None]) -> dict[str, Any]:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from mqhook.broker.broker import Broker
+    from mqhook.server.listeners import ListenerStats
     from mqhook.webhook.webhook import Webhook
 
 
@@ -69,10 +70,13 @@ MAX_CONNECTIONS = _g("mqhook_max_connections", "MQTT connections allowed at once
 SESSIONS = _g("mqhook_sessions", "Sessions: connected, or kept for their expiry interval.")
 SUBSCRIPTIONS = _g("mqhook_subscriptions", "Subscriptions of all sessions, shared ones included.")
 RETAINED = _g("mqhook_retained_messages", "Retained messages stored.")
+RETAINED_BYTES = _g(
+    "mqhook_retained_bytes", "Bytes of the retained messages' topics and payloads (at most max_retained_bytes)."
+)
 PAUSED = _g(
     "mqhook_connections_paused",
-    "Connections the broker does not read on: backpressure holds what they send, or they do not read "
-    "what they are sent (write_buffer_full).",
+    "Connections the broker does not read on: backpressure holds what they send, they do not read "
+    "what they are sent (write_buffer_full), or they are over messages_rate or bytes_rate (rate_limit).",
     "reason",
 )
 SUBSCRIBERS_BEHIND = _g(
@@ -103,6 +107,12 @@ CLOSED_BEFORE_CONNECT = _c(
 AUTHORIZATIONS = _c(
     "mqhook_authorization_checks_total", "Authorization decisions, by action and result.", "action", "result"
 )
+LIMITS_EXCEEDED = _c(
+    "mqhook_limits_exceeded_total",
+    "Times a limit bit, by the setting's name: a connection closed before CONNECT, a client's reading paused, "
+    "a subscription, topic, retained message or session refused, a connection closed (README Limits).",
+    "limit",
+)
 BROKER_METRICS = (
     CONNECTIONS,
     SOCKETS,
@@ -110,6 +120,7 @@ BROKER_METRICS = (
     SESSIONS,
     SUBSCRIPTIONS,
     RETAINED,
+    RETAINED_BYTES,
     PAUSED,
     SUBSCRIBERS_BEHIND,
     FLOW_TIMEOUTS,
@@ -125,7 +136,27 @@ BROKER_METRICS = (
     DISCONNECTS,
     CLOSED_BEFORE_CONNECT,
     AUTHORIZATIONS,
+    LIMITS_EXCEEDED,
 )
+
+# -- listeners ------------------------------------------------------------------------------------
+LS = "listener"
+LISTENER_CONNECTIONS = _g(
+    "mqhook_listener_connections", "MQTT connections open on the listener (past TLS and WebSocket set-up).", LS
+)
+LISTENER_MAX_CONNECTIONS = _g(
+    "mqhook_listener_max_connections",
+    "The listener's own max_connections; 0 = none (mqtt.max_connections applies).",
+    LS,
+)
+LISTENER_ACCEPTED = _c("mqhook_listener_connections_accepted_total", "MQTT connections opened on the listener.", LS)
+LISTENER_REFUSED = _c(
+    "mqhook_listener_refused_total",
+    "Connections the listener refused, by reason: max_connections (CONNACK 0x97), tls_handshake, ws_upgrade.",
+    LS,
+    "reason",
+)
+LISTENER_METRICS = (LISTENER_CONNECTIONS, LISTENER_MAX_CONNECTIONS, LISTENER_ACCEPTED, LISTENER_REFUSED)
 
 # -- webhooks -------------------------------------------------------------------------------------
 WH = "webhook"
@@ -181,7 +212,7 @@ BUILD_INFO = _g(
 )
 PROCESS_METRICS = (LOOP_LAG, LOOP_LAG_MAX, BUILD_INFO)
 
-ALL_METRICS = BROKER_METRICS + WEBHOOK_METRICS + PROCESS_METRICS
+ALL_METRICS = BROKER_METRICS + LISTENER_METRICS + WEBHOOK_METRICS + PROCESS_METRICS
 
 # CONNECT results the broker can produce (connect.py), so each series exists before it happens.
 CONNECT_RESULTS = tuple(
@@ -274,13 +305,21 @@ def _buckets(h: Histogram) -> list[tuple[str, float]]:
 class MqhookCollector(Collector):
     """Reads the broker's ``Stats`` and gauges and every webhook's counters at scrape time."""
 
-    def __init__(self, broker: Broker, webhooks: Iterable[Webhook], loop_lag: LoopLag | None = None) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        webhooks: Iterable[Webhook],
+        loop_lag: LoopLag | None = None,
+        listeners: Iterable[ListenerStats] = (),
+    ) -> None:
         self.broker = broker
         self.webhooks = webhooks
         self.loop_lag = loop_lag
+        self.listeners = listeners
 
     def collect(self) -> Iterator[Metric]:
         yield from self._broker()
+        yield from self._listeners()
         yield from self._webhooks()
         lag = self.loop_lag
         yield _simple(LOOP_LAG, [((), lag.last if lag else 0.0)])
@@ -297,9 +336,10 @@ class MqhookCollector(Collector):
         yield _simple(SESSIONS, [((), gauges["sessions"])])
         yield _simple(SUBSCRIPTIONS, [((), gauges["subscriptions"])])
         yield _simple(RETAINED, [((), gauges["retained"])])
+        yield _simple(RETAINED_BYTES, [((), gauges["retained_bytes"])])
         flow = self.broker.flow_gauges
         yield _simple(
-            PAUSED, [(("backpressure",), flow["backpressure"]), (("write_buffer_full",), flow["write_buffer_full"])]
+            PAUSED, [((reason,), flow[reason]) for reason in ("backpressure", "write_buffer_full", "rate_limit")]
         )
         yield _simple(SUBSCRIBERS_BEHIND, [((), flow["subscribers_behind"])])
         yield _simple(FLOW_TIMEOUTS, [((), s.flow_control_timeouts)])
@@ -319,6 +359,14 @@ class MqhookCollector(Collector):
         authz = [((action, "allow"), n[1]) for action, n in s.authz.items()]
         authz += [((action, "deny"), n[0]) for action, n in s.authz.items()]
         yield _simple(AUTHORIZATIONS, authz)
+        yield _simple(LIMITS_EXCEEDED, [((limit,), n) for limit, n in s.limits.items()])
+
+    def _listeners(self) -> Iterator[Metric]:
+        listeners = list(self.listeners)
+        yield _simple(LISTENER_CONNECTIONS, [((ls.name,), ls.connections) for ls in listeners])
+        yield _simple(LISTENER_MAX_CONNECTIONS, [((ls.name,), ls.max_connections) for ls in listeners])
+        yield _simple(LISTENER_ACCEPTED, [((ls.name,), ls.accepted) for ls in listeners])
+        yield _simple(LISTENER_REFUSED, [((ls.name, r), n) for ls in listeners for r, n in ls.refused.items()])
 
     def _webhooks(self) -> Iterator[Metric]:
         hooks = list(self.webhooks)
@@ -349,11 +397,15 @@ class MqhookCollector(Collector):
 
 
 def build_registry(
-    broker: Broker, webhooks: Iterable[Webhook], loop_lag: LoopLag | None = None, process: bool = True
+    broker: Broker,
+    webhooks: Iterable[Webhook],
+    loop_lag: LoopLag | None = None,
+    process: bool = True,
+    listeners: Iterable[ListenerStats] = (),
 ) -> CollectorRegistry:
     """A registry of its own: the mqhook collector, plus the standard process metrics."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MqhookCollector(broker, webhooks, loop_lag))
+    registry.register(MqhookCollector(broker, webhooks, loop_lag, listeners))
     if process:
         ProcessCollector(registry=registry)
     return registry

@@ -13,6 +13,8 @@ It imports only the standard library, msgspec and ``mqhook.errors``, so every se
 - ``FieldInvalid`` is what a check raises in a Struct's ``__post_init__`` or in a hook: a
   ``ConfigError`` and a ``ValueError`` (msgspec wraps only ValueError/TypeError with a location).
 - ``explain`` turns msgspec's ``ValidationError`` into ``PATH: VALUE is invalid; expected ...``.
+  It prints only the value of the field at fault (never a whole table), as the Struct holding it
+  allows: a Struct with secrets defines ``explain_value`` (see ``_shown``).
 """
 
 from __future__ import annotations
@@ -238,7 +240,8 @@ def explain_at(exc: msgspec.ValidationError, tree: Any, root: Any, prefix: str =
     if isinstance(cause, FieldInvalid):  # raised by a __post_init__ check or by dec_hook
         if cause.field:
             loc += cause.field if cause.field.startswith("[") else "." + cause.field
-        return loc, f"{cause.value!r} is invalid; expected {cause.expected}"
+        value = _shown(root, keys, cause.field, cause.value)
+        return loc, f"{value!r} is invalid; expected {cause.expected}"
     tp = _type_at(mi.type_info(root), keys)
     if reason.startswith(("Object contains unknown field", "Object missing required field")):
         name = reason.split("`")[1]
@@ -255,7 +258,48 @@ def explain_at(exc: msgspec.ValidationError, tree: Any, root: Any, prefix: str =
     else:
         detail = reason
     found, value = _value_at(tree, keys)
+    if found and isinstance(value, dict | list) and value and (tp is None or _holds_struct(tp)):
+        found = False  # a whole table (a webhook entry, say): only the field at fault is printed
+    if found:
+        value = _shown(root, keys, "", value)
     return loc, (f"{value!r} is invalid; {detail}" if found else f"invalid; {detail}")
+
+
+def _shown(root: Any, keys: list[str | int], field: str, value: Any) -> Any:
+    """What an error may print of ``value``, found at ``keys`` (+ ``field``, relative to them).
+
+    The innermost Struct on the way decides, if it defines ``explain_value(field, value)`` (a
+    classmethod taking the path relative to it, e.g. 'headers.Authorization' or 'events[0]'):
+    that is how a secret is printed '<redacted>'."""
+    owner: Any = None
+    rel: list[str | int] = []
+    tp: mi.Type | None = mi.type_info(root)
+    for i, key in enumerate([*keys, None]):
+        if isinstance(tp, mi.StructType):
+            owner, rel = tp.cls, list(keys[i:])
+        if key is None or tp is None:
+            break
+        tp = _step(tp, key)
+    hook = getattr(owner, "explain_value", None)
+    if hook is None:
+        return value
+    path = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in rel)
+    if field:
+        path += field if field.startswith("[") else "." + field
+    return hook(path.lstrip("."), value)
+
+
+def _holds_struct(tp: mi.Type) -> bool:
+    """Whether values of ``tp`` may hold a Struct (whose other fields an error must not print)."""
+    if isinstance(tp, mi.StructType):
+        return True
+    if isinstance(tp, mi.UnionType):
+        return any(_holds_struct(t) for t in tp.types)
+    if isinstance(tp, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
+        return _holds_struct(tp.item_type)
+    if isinstance(tp, mi.DictType):
+        return _holds_struct(tp.value_type)
+    return False
 
 
 def _path_keys(path: str) -> list[str | int]:

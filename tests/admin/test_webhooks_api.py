@@ -436,6 +436,36 @@ def test_secrets_are_never_returned_and_survive_a_put(wb: Broker, nid: str, rece
         delete_quietly(wb, nid)
 
 
+def test_masked_credentials_are_kept_only_on_the_same_server(wb: Broker, nid: str, receivers: Any) -> None:
+    """A stored Authorization header or URL password is sent in clear to the receiver: a "******"
+    keeps it only while the URL's origin stays; moving to another server needs it written again."""
+    r = receivers()
+    cfg = hook(nid, r.url().replace("http://", "http://user:url-pw-777@"), nid,
+               headers={"content-type": "application/json", "Authorization": AUTH})  # fmt: skip
+    status, _ = wb.api("POST", "/api/v1/webhooks", cfg)
+    assert status == 201
+    try:
+        edited = get_item(wb, nid)["config"]
+        assert "url-pw-777" not in edited["url"] and ":******@" in edited["url"]
+        other = receivers()
+        moved = {**edited, "url": other.url().replace("http://", "http://user:******@")}
+        status, body = wb.api("PUT", f"/api/v1/webhooks/{nid}", moved)
+        assert status == 400 and body["field"] == "url", body
+        moved["url"] = other.url()  # no password now; the header is still the masked one
+        status, body = wb.api("PUT", f"/api/v1/webhooks/{nid}", moved)
+        assert status == 400 and body["field"] == "headers.Authorization", body
+        moved["headers"] = {"content-type": "application/json", "Authorization": "Bearer for-the-new-server"}
+        status, body = wb.api("PUT", f"/api/v1/webhooks/{nid}", moved)
+        assert status == 200, body
+        # The same server with another path keeps them.
+        same = get_item(wb, nid)["config"]
+        same["url"] = same["url"] + "other-path"
+        status, body = wb.api("PUT", f"/api/v1/webhooks/{nid}", same)
+        assert status == 200, body
+    finally:
+        delete_quietly(wb, nid)
+
+
 # ---------------------------------------------------------------------------- config-file webhooks
 def test_config_file_webhook_is_listed_read_only(wb: Broker) -> None:
     status, raw, _ = wb.request("GET", "/api/v1/webhooks")

@@ -64,6 +64,7 @@ class FakeLink:
     def __init__(self, level: int, clock: ManualClock) -> None:
         self.peername = "127.0.0.1:50000"
         self.sockname = "127.0.0.1:1883"
+        self.cert_username: str | None = None
         self.closed = False
         self.reading = True
         self.last_rx = clock.time()

@@ -17,7 +17,11 @@ from mqhook.errors import ConfigError
         ({"mqtt": {"max_qos": 3}}, "$.mqtt.max_qos: 3 is invalid; expected an integer from 0 to 2"),
         ({"mqtt": {"bind": "nonsense"}}, "$.mqtt.bind: 'nonsense' is not a valid bind address; expected HOST:PORT"),
         ({"mqtt": {"foo": 1}}, "$.mqtt.foo: unknown setting; expected one of: bind, max_packet_size"),
-        ({"bar": 1}, "$.bar: unknown setting; expected one of: node, data_dir, mqtt, admin, log, webhooks"),
+        (
+            {"bar": 1},
+            "$.bar: unknown setting; expected one of: node, data_dir, mqtt, admin, authn, authz, log, webhooks, "
+            "listeners",
+        ),
         (
             {"log": {"level": "verbose"}},
             "$.log.level: 'verbose' is invalid; expected one of debug, info, warning, error",
@@ -141,7 +145,11 @@ def _load_env(env: dict[str, str], path: str | None = None) -> tuple[config.Conf
 @pytest.mark.parametrize(
     ("name", "problem"),
     [
-        ("MQHOOK_BIN", "$.bin is not a setting; expected one of: node, data_dir, mqtt, admin, log, webhooks"),
+        (
+            "MQHOOK_BIN",
+            "$.bin is not a setting; expected one of: node, data_dir, mqtt, admin, authn, authz, log, webhooks, "
+            "listeners",
+        ),
         ("MQHOOK_MQTT__MAX_PAKCET_SIZE", "$.mqtt.max_pakcet_size is not a setting; expected one of: bind,"),
         ("MQHOOK_MQTT__BIND__PORT", "$.mqtt.bind has no settings under it"),
         ("MQHOOK_", "$. is not a setting"),

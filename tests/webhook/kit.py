@@ -53,9 +53,12 @@ class Connected(msgspec.Struct, tag_field="event", tag="client.connected", kw_on
 class Received:
     """One request the receiver saw."""
 
-    def __init__(self, method: str, path: str, headers: dict[str, str], body: bytes, at: float) -> None:
+    def __init__(
+        self, method: str, path: str, headers: dict[str, str], body: bytes, at: float, raw_path: str = ""
+    ) -> None:
         self.method = method
         self.path = path
+        self.raw_path = raw_path  # the request target exactly as sent
         self.headers = headers
         self.body = body
         self.at = at
@@ -106,7 +109,7 @@ class Receiver:
 
     async def _receive(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        rec = Received(request.method, request.path_qs, dict(request.headers), body, time.monotonic())
+        rec = Received(request.method, request.path_qs, dict(request.headers), body, time.monotonic(), request.raw_path)
         self.requests.append(rec)
         self._changed.set()
         if self.handler is not None:

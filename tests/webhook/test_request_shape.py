@@ -76,16 +76,16 @@ def test_templates_in_url_path_header_and_json_safe_body() -> None:
         wh = webhook(
             rx.url("/dev/${clientid}/${topic}"),
             headers={"content-type": "application/json", "x-client": "${clientid}", "x-lit": "$${clientid}"},
-            body='{"c": ${json:payload}, "who": "${clientid}", "n": ${seq}, "raw": ${json:payload.k}}',
+            body='{"c": ${json:payload}, "who": "${clientid}", "n": ${timestamp}, "raw": ${json:payload.k}}',
         )
         wh.start()
         tricky = 'He said "hi" \\ then\nleft {"k": 1}'
-        put(wh, Publish(clientid="dev 1?x", topic="a/b", payload=tricky, seq=3))
-        put(wh, Publish(clientid="d2", payload='{"k": [1, "two"]}', seq=4))
+        put(wh, Publish(clientid="dev 1?x", topic="a/b", payload=tricky, timestamp=3))
+        put(wh, Publish(clientid="d2", payload='{"k": [1, "two"]}', timestamp=4))
         await rx.wait_for(lambda: len(rx.requests) == 2)
         by_client = {r.headers["x-client"]: r for r in rx.requests}
         first, second = by_client["dev 1?x"], by_client["d2"]
-        assert first.path == "/dev/dev%201%3Fx/a/b"
+        assert first.path == "/dev/dev%201%3Fx/a%2Fb"  # each variable is one path segment
         assert first.headers["x-lit"] == "${clientid}"
         assert first.json() == {"c": tricky, "who": "dev 1?x", "n": 3, "raw": "undefined"}
         assert second.json() == {"c": '{"k": [1, "two"]}', "who": "d2", "n": 4, "raw": [1, "two"]}

@@ -1,14 +1,16 @@
 """``/api/v1/webhooks``: list, create, read, replace, delete, enable/disable, Test, metrics, deliveries.
 
 A webhook's JSON is ``WebhookConfig``, the model of a ``[[webhooks]]`` table of the config file.
-Answers never carry a secret in clear (``redact``); a ``"******"`` sent back keeps the stored value
-(``unredact``), so the dashboard's GET -> edit -> PUT round trip is safe. A change is written to the
+Answers never carry a secret in clear (``redact``: ``secret``, secret headers, the URL's password);
+a ``"******"`` sent back keeps the stored value (``unredact``), so the dashboard's GET -> edit -> PUT
+round trip is safe. A change is written to the
 store first and applied to the running webhooks after it committed (``WebhookManager``).
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from aiohttp import web
@@ -19,11 +21,11 @@ from mqhook.schema import enc_hook, encode_json
 from mqhook.webhook.manager import CONFIG
 from mqhook.webhook.model import WebhookConfig
 from mqhook.webhook.probe import TestResult
+from mqhook.webhook.redact import MASK, SECRET_HEADERS, url_password, url_with_password, url_without_password
 
-__all__ = ["REDACTED", "ROUTES", "redact", "unredact"]
+__all__ = ["REDACTED", "ROUTES", "SECRET_HEADERS", "redact", "unredact"]
 
-REDACTED = "******"
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+REDACTED = MASK
 
 
 def redact(cfg: WebhookConfig) -> dict[str, Any]:
@@ -32,25 +34,56 @@ def redact(cfg: WebhookConfig) -> dict[str, Any]:
     if tree.get("secret") is not None:
         tree["secret"] = REDACTED
     tree["headers"] = {k: (REDACTED if k.lower() in SECRET_HEADERS else v) for k, v in tree["headers"].items()}
+    tree["url"] = url_without_password(tree["url"])
     return tree
 
 
+def _origin(url: object) -> tuple[str, str, int | None] | None:
+    """(scheme, host, port) of a URL, None if it has none (the password is cut first: it may hold
+    characters urlsplit refuses)."""
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url_without_password(url))
+        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return None
+
+
 def unredact(tree: dict[str, Any], saved: WebhookConfig | None) -> dict[str, Any]:
-    """Put the saved secrets back where ``tree`` has ``REDACTED``; one without a saved value is a 400."""
+    """Put the saved secrets back where ``tree`` has ``REDACTED``; one without a saved value is a 400.
+
+    The URL's password and the secret headers are sent to the receiver in clear, so they are put
+    back only while the URL keeps the saved one's origin (scheme, host, port): moving a webhook to
+    another server needs its credentials written again, and a stored password cannot be sent
+    elsewhere by someone who never saw it. The signing ``secret`` never leaves mqhook."""
     tree = dict(tree)
     if tree.get("secret") == REDACTED:
         if saved is None or saved.secret is None:
             raise bad_request(f"secret: {REDACTED!r} stands for the saved secret, and there is none", "secret")
         tree["secret"] = saved.secret
+    same_origin = saved is not None and _origin(tree.get("url", saved.url)) == _origin(saved.url)
+    url = tree.get("url")
+    if isinstance(url, str) and url_password(url) == REDACTED:
+        stored = url_password(saved.url) if saved is not None else None
+        if stored is None:
+            raise bad_request(f"url: {REDACTED!r} stands for the saved URL's password, and there is none", "url")
+        if not same_origin:
+            raise bad_request(f"url: {REDACTED!r} keeps the saved password only on the same server; write it again",
+                              "url")  # fmt: skip
+        tree["url"] = url_with_password(url, stored)
     headers = tree.get("headers")
     if isinstance(headers, dict) and REDACTED in headers.values():
         old = {k.lower(): v for k, v in (saved.headers if saved is not None else {}).items()}
         fixed = {}
         for name, value in headers.items():
             if value == REDACTED:
+                field = f"headers.{name}"
                 if not isinstance(name, str) or name.lower() not in old:
+                    raise bad_request(f"{field}: {REDACTED!r} stands for a saved value, and there is none", field)
+                if not same_origin:
                     raise bad_request(
-                        f"headers.{name}: {REDACTED!r} stands for a saved value, and there is none", f"headers.{name}"
+                        f"{field}: {REDACTED!r} keeps the saved value only on the same server; write it again", field
                     )
                 value = old[name.lower()]
             fixed[name] = value

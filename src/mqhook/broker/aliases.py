@@ -3,8 +3,8 @@
 This module owns the two alias tables a connection keeps:
 
 - ``InboundAliases``: the aliases the client sets on its PUBLISHes (at most the broker's
-  ``topic_alias_maximum``): a PUBLISH with a topic and an alias sets it, one with an empty topic
-  uses it;
+  ``topic_alias_maximum``, holding at most ``max_topic_alias_bytes`` of topic names): a PUBLISH
+  with a topic and an alias sets it, one with an empty topic uses it;
 - ``OutboundAliases``: the aliases the broker uses towards a client that allows them (at most the
   least of the client's Topic-Alias-Maximum and ``outbound_topic_aliases``). The first topics get
   one each and keep it; later topics go whole: the table is bounded and never rewritten. A new
@@ -18,16 +18,23 @@ from typing import Any
 from mqhook.errors import ProtocolError
 from mqhook.mqtt import reason as R
 
-__all__ = ["InboundAliases", "OutboundAliases"]
+__all__ = ["AliasBytesExceeded", "InboundAliases", "OutboundAliases"]
+
+
+class AliasBytesExceeded(ProtocolError):
+    """A PUBLISH set an inbound alias past ``max_topic_alias_bytes`` (closes with 0x94)."""
 
 
 class InboundAliases:
-    """The client's aliases: alias -> topic, made on first use."""
+    """The client's aliases: alias -> topic, made on first use. The topic names held are bounded by
+    ``max_bytes`` (their characters): setting an alias beyond is ``AliasBytesExceeded``."""
 
-    __slots__ = ("_topics", "maximum")
+    __slots__ = ("_topics", "max_bytes", "maximum", "size")
 
-    def __init__(self, maximum: int) -> None:
+    def __init__(self, maximum: int, max_bytes: int = 1 << 62) -> None:
         self.maximum = maximum
+        self.max_bytes = max_bytes
+        self.size = 0  # characters of the topic names held
         self._topics: dict[int, str] = {}
 
     def resolve(self, topic: str, props: dict[str, Any]) -> str:
@@ -40,7 +47,17 @@ class InboundAliases:
         if alias == 0 or alias > self.maximum:
             raise ProtocolError(R.TOPIC_ALIAS_INVALID, f"Topic Alias {alias} is outside 1..{self.maximum}")
         if topic:
-            self._topics[alias] = topic
+            topics = self._topics
+            old = topics.get(alias)
+            size = self.size + len(topic) - (len(old) if old is not None else 0)
+            if size > self.max_bytes:
+                raise AliasBytesExceeded(
+                    R.TOPIC_ALIAS_INVALID,
+                    f"Topic Alias {alias}: this connection's aliases would hold {size} bytes of topic names, "
+                    f"more than max_topic_alias_bytes {self.max_bytes}",
+                )
+            topics[alias] = topic
+            self.size = size
             return topic
         known = self._topics.get(alias)
         if known is None:

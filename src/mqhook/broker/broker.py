@@ -27,7 +27,9 @@ from mqhook.broker.hooks import Hooks
 from mqhook.broker.message import Message, SubOptions
 from mqhook.broker.retained import RetainedStore
 from mqhook.broker.session import Session
+from mqhook.errors import ProtocolError
 from mqhook.matcher import TopicTrie
+from mqhook.mqtt import reason as R
 from mqhook.mqtt.topics import parse_shared
 
 if TYPE_CHECKING:
@@ -89,11 +91,29 @@ class Broker:
         self.backpressure = Backpressure()
         # Connections that do not read on, by why: "backpressure" (they hold what their client sends)
         # and "write_buffer_full" (their client does not read what we send); and QoS 1/2 sessions a
-        # window behind that hold their publishers ("subscribers_behind").
-        self.flow_gauges = {"backpressure": 0, "write_buffer_full": 0, "subscribers_behind": 0}
+        # window behind that hold their publishers ("subscribers_behind"); and connections over their
+        # messages_rate or bytes_rate, not read until their next window ("rate_limit").
+        self.flow_gauges = {"backpressure": 0, "write_buffer_full": 0, "subscribers_behind": 0, "rate_limit": 0}
         self.authenticator = Authenticator()
         self.authorizer = Authorizer()
         self._single_copy = config.overlapping_subscriptions == "single_copy"
+        # Limits (README "Limits"), read by connections on their hot paths as plain ints.
+        self.messages_rate = config.messages_rate
+        self.bytes_rate = config.bytes_rate.bytes
+        self.rate_limited = bool(self.messages_rate or self.bytes_rate)
+        # A PUBLISH topic name at least this long may be over max_topic_levels or max_topic_length
+        # (a name of n characters has at most n + 1 levels and at most 4n bytes); shorter ones are not.
+        self.topic_check_from = min(config.max_topic_levels, config.max_topic_length // 4 + 1)
+        # Connection._on_publish calls its limit checks for topic names at least this long: every
+        # PUBLISH under a rate limit, else only those whose name may be over a topic limit.
+        self.publish_checks_from = 0 if self.rate_limited else self.topic_check_from
+        self.retained_bytes = 0  # topics and payloads of the retained messages
+        self._max_retained_bytes = config.max_retained_bytes.bytes
+        self._conn_rate = config.max_conn_rate_per_address
+        # Source address -> [connections left this second (float), when counted]: a token bucket of
+        # one second's worth each; full buckets are pruned every few seconds.
+        self._conn_buckets: dict[str, list[float]] = {}
+        self._conn_pruned = 0.0
 
     # -- routing (hot path) -------------------------------------------------
 
@@ -150,10 +170,29 @@ class Broker:
         return n
 
     def set_retained(self, msg: Message) -> None:
-        if msg.payload:
-            self.retained.set(msg.topic, msg)
+        """Retain ``msg`` for its topic, or clear the topic's (empty payload). Beyond
+        ``max_retained_messages`` or ``max_retained_bytes`` the message is not retained (counted; the
+        one retained before, if any, stays): the caller routes it all the same."""
+        topic = msg.topic
+        retained = self.retained
+        old: Any = retained.get(topic)
+        if not msg.payload:
+            if old is not None and retained.delete(topic):  # an empty retained payload clears [MQTT-3.3.1-10]
+                self.retained_bytes -= len(topic) + len(old.payload)
+            return
+        size = len(topic) + len(msg.payload)
+        total = self.retained_bytes + size
+        if old is None:
+            if len(retained) >= self.config.max_retained_messages:
+                self.stats.limits["max_retained_messages"] += 1
+                return
         else:
-            self.retained.delete(msg.topic)  # an empty retained payload clears [MQTT-3.3.1-10]
+            total -= len(topic) + len(old.payload)
+        if total > self._max_retained_bytes:
+            self.stats.limits["max_retained_bytes"] += 1
+            return
+        retained.set(topic, msg)
+        self.retained_bytes = total
 
     def retained_for(self, topic_filter: str) -> list[Message]:
         """Live retained messages matching a filter; expired ones are removed on the way."""
@@ -167,7 +206,9 @@ class Broker:
             else:
                 found.append(msg)
         for topic in expired:
-            self.retained.delete(topic)
+            old: Any = self.retained.get(topic)
+            if old is not None and self.retained.delete(topic):
+                self.retained_bytes -= len(topic) + len(old.payload)
         return found
 
     # -- subscriptions --------------------------------------------------------
@@ -211,8 +252,16 @@ class Broker:
     # -- sessions -------------------------------------------------------------
 
     def open_session(self, conn: Connection, client_id: str, clean_start: bool, expiry: int) -> tuple[Session, bool]:
-        """Find or create the session for a CONNECT; takes over a live connection [MQTT-3.1.4-3]."""
+        """Find or create the session for a CONNECT; takes over a live connection [MQTT-3.1.4-3].
+        A new session beyond ``max_sessions`` is refused: the connection answers CONNACK 0x97 (3.1.1:
+        3) and closes, and ``ProtocolError`` ends the CONNECT's handling (the edge finds the
+        connection closed already)."""
         old = self.sessions.get(client_id)
+        if old is None and len(self.sessions) >= self.config.max_sessions:
+            self.stats.limits["max_sessions"] += 1
+            text = f"the broker is at max_sessions ({self.config.max_sessions} sessions)"
+            conn.refuse_connect(R.QUOTA_EXCEEDED, text)
+            raise ProtocolError(R.QUOTA_EXCEEDED, text)
         if old is not None and old.conn is not None:
             # Closing the old connection may end its session (expiry 0) or fire its will.
             old.conn.taken_over("discarded" if clean_start else "takenover")
@@ -308,6 +357,35 @@ class Broker:
         if fire is not None:
             fire(msg, reason)
 
+    # -- connections per address ------------------------------------------------
+
+    def admit_connection(self, host: str) -> bool:
+        """A new connection from ``host``: False if that address is over ``max_conn_rate_per_address``
+        (counted). Each address has a token bucket of one second's worth, refilled continuously."""
+        rate = self._conn_rate
+        if not rate or host == "undefined":
+            return True
+        now = self.clock.time()
+        buckets = self._conn_buckets
+        if now - self._conn_pruned >= 5.0:  # forget addresses whose bucket is full again
+            self._conn_pruned = now
+            for addr in [a for a, (left, at) in buckets.items() if left + (now - at) * rate >= rate]:
+                del buckets[addr]
+        bucket = buckets.get(host)
+        if bucket is None:
+            buckets[host] = [rate - 1.0, now]
+            return True
+        left = bucket[0] + (now - bucket[1]) * rate
+        if left > rate:
+            left = rate
+        bucket[1] = now
+        if left < 1.0:
+            bucket[0] = left
+            self.stats.limits["max_conn_rate_per_address"] += 1
+            return False
+        bucket[0] = left - 1.0
+        return True
+
     # -- gauges ---------------------------------------------------------------
 
     def gauges(self) -> dict[str, int]:
@@ -316,10 +394,12 @@ class Broker:
             "sessions": len(self.sessions),
             "subscriptions": self.subscription_count,
             "retained": len(self.retained),
+            "retained_bytes": self.retained_bytes,
             "sockets": self.sockets,
             "max_connections": self.max_connections,
             "paused_backpressure": self.flow_gauges["backpressure"],
             "paused_write_buffer_full": self.flow_gauges["write_buffer_full"],
+            "paused_rate_limit": self.flow_gauges["rate_limit"],
             "subscribers_behind": self.flow_gauges["subscribers_behind"],
         }
 

@@ -17,7 +17,9 @@ Flow control, per connection:
   TCP slows the client down;
 - while the transport's write buffer is over its high-water mark (a client that does not read
   what we send), the link stops reading too, so such a client cannot grow the broker: memory per
-  connection stays bounded by the read and write buffer limits.
+  connection stays bounded by the read and write buffer limits;
+- a client over ``messages_rate`` or ``bytes_rate`` in its one-second window is not read until
+  the window it needs (``_over_rate``, a timer on the broker's clock): slowed, nothing dropped.
 
 It never touches a socket. Its transport is a ``Link`` (``mqhook.server`` implements it): the
 connection writes bytes to it, closes it, and stops and resumes reading from it. The edge calls
@@ -35,10 +37,11 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mqhook.broker.aliases import InboundAliases, OutboundAliases
-from mqhook.broker.auth import PUBLISH, SUBSCRIBE
+from mqhook.broker.aliases import AliasBytesExceeded, InboundAliases, OutboundAliases
+from mqhook.broker.auth import PUBLISH, SUBSCRIBE, Authn
 from mqhook.broker.connect import ConnectRefused, negotiate
 from mqhook.broker.message import HOP_BY_HOP, Message, SubIds, SubOptions
 from mqhook.errors import ProtocolError
@@ -50,6 +53,7 @@ from mqhook.mqtt.topics import parse_shared, validate_topic_filter
 if TYPE_CHECKING:
     from mqhook.broker.broker import Broker
     from mqhook.broker.session import Outgoing, Session
+    from mqhook.broker.settings import MqttConfig
 
 __all__ = ["AWAIT_CONNECT", "CLOSED", "CONNECTED", "LEGAL", "Connection", "Link"]
 
@@ -91,6 +95,9 @@ REPLAY_BATCH = 8  # held packets a relieved connection handles before the others
 # Why the link does not read (bits of Connection._stopped).
 _STOP_HOLD = 1  # backpressure: too much held
 _STOP_WRITE = 2  # the transport's write buffer is full: the client does not read
+_STOP_RATE = 8  # over messages_rate or bytes_rate: not read until the client's next window
+_UNLIMITED = 1 << 62  # what a rate of 0 (no limit) leaves a connection each window
+_STOP_AUTH = 4  # the authenticator is deciding on the CONNECT
 
 _PINGRESP = b"\xd0\x00"
 # Module constants for packet types read on every packet (one LOAD_GLOBAL, no attribute lookup).
@@ -105,6 +112,19 @@ def _held_size(packets: list[Any]) -> int:
 
 
 _NO_PROPS: dict[str, Any] = {}  # shared, never written: DISCONNECT replaces it with its own dict
+
+
+def topic_over_limits(topic: str, config: MqttConfig, real: str | None = None) -> str | None:
+    """The limit a topic name or filter is over (``max_topic_length`` in UTF-8 bytes, then
+    ``max_topic_levels``), or None. ``real``: a shared subscription's filter without its
+    ``$share/{group}/``, whose levels are counted."""
+    n = len(topic)
+    max_length = config.max_topic_length
+    if n > max_length or (n * 4 > max_length and len(topic.encode()) > max_length):
+        return "max_topic_length"
+    if (topic if real is None else real).count("/") >= config.max_topic_levels:
+        return "max_topic_levels"
+    return None
 
 
 class Link(Protocol):
@@ -131,6 +151,12 @@ class Link(Protocol):
         what was deferred before it."""
         ...
 
+    @property
+    def cert_username(self) -> str | None:
+        """The user name a verified client certificate gives (TLS listeners with
+        ``peer_cert_as_username``), else None."""
+        ...
+
 
 class Connection:
     """One client connection. Public, read-only for everyone but this class: ``state``, ``level``
@@ -142,13 +168,18 @@ class Connection:
     # Slots and a class-level handler table keep an idle connection small (no per-instance
     # __dict__, no bound method per packet type): memory per connection is a target of its own.
     __slots__ = (
+        "_bytes_left",
         "_handlers",
         "_held",
         "_held_bytes",
+        "_msgs_left",
+        "_rate_timer",
         "_stopped",
         "_timer",
+        "_window_end",
         "aliases",
         "aliases_out",
+        "authz_cache",
         "broker",
         "clean_start",
         "client_id",
@@ -157,6 +188,8 @@ class Connection:
         "connect_props",
         "connected_at",
         "disconnect_props",
+        "is_anonymous",
+        "is_superuser",
         "keepalive",
         "level",
         "link",
@@ -169,6 +202,7 @@ class Connection:
         "state",
         "stats",
         "username",
+        "username_from_cert",
         "v5",
         "will",
         "will_delay",
@@ -197,6 +231,10 @@ class Connection:
         self._held_bytes = 0
         self._stopped = 0  # why the link does not read: _STOP_* bits
         self.close_reason = "tcp_closed"
+        self.is_superuser = False  # set by the authenticator's decision
+        self.is_anonymous = True
+        self.username_from_cert = False  # the user name is a verified certificate's
+        self.authz_cache: Any = None  # the authorizer's cache of this connection's decisions
         # What the CONNECT said, kept for events.
         self.proto_name = "MQTT"
         self.clean_start = True
@@ -206,9 +244,19 @@ class Connection:
         self.disconnect_props: dict[str, Any] = _NO_PROPS
         # Interned: thousands of connections come from a few hosts.
         self.peerhost = sys.intern(link.peername.rpartition(":")[0] or "undefined")
+        # messages_rate / bytes_rate: what this client may still send in its current one-second window.
+        self._msgs_left = broker.messages_rate or _UNLIMITED
+        self._bytes_left = broker.bytes_rate or _UNLIMITED
+        self._window_end = broker.clock.time() + 1.0
+        self._rate_timer: Any = None  # resumes reading once a window's excess is paid for
+        self._timer: Any = None
         broker.sockets += 1
+        if not broker.admit_connection(self.peerhost):  # max_conn_rate_per_address: closed before CONNECT
+            self.close_reason = "connection_rate_exceeded"
+            self._finish()
+            return
         # The CONNECT deadline counts from accept, whatever arrives meanwhile.
-        self._timer: Any = broker.clock.call_later(self.config.idle_timeout, self._connect_deadline)
+        self._timer = broker.clock.call_later(self.config.idle_timeout, self._connect_deadline)
 
     @property
     def holding(self) -> bool:
@@ -229,7 +277,7 @@ class Connection:
         """Apply one decoded packet; raises ProtocolError for an illegal one."""
         ptype = packet.type
         held = self._held
-        if held is not None and ptype not in _OUT_OF_ORDER:
+        if held is not None and (ptype not in _OUT_OF_ORDER or self.state != CONNECTED):
             # Held (see _start_holding); inline, as most PUBLISHes of a publisher held behind a QoS 1
             # subscriber pass here: a PUBLISH counts its topic and payload, others 16 (_held_size).
             held.append(packet)
@@ -255,8 +303,9 @@ class Connection:
 
     # -- CONNECT ------------------------------------------------------------------------------------
 
-    def _on_connect(self, p: P.Connect) -> None:
-        # Kept first, so a refusal is answered (and reported) in the client's version and names.
+    def _take_connect(self, p: P.Connect) -> None:
+        """What the CONNECT says, kept first, so a refusal is answered (and reported) in the client's
+        version and names."""
         self.level = p.proto_level
         self.v5 = p.proto_level == 5
         self.client_id = p.client_id
@@ -265,8 +314,14 @@ class Connection:
         self.clean_start = p.clean_start
         self.keepalive = p.keepalive
         self.connect_props = p.properties
+
+    def _on_connect(self, p: P.Connect) -> None:
+        self._take_connect(p)
+        cert_user = self.link.cert_username
+        if cert_user is not None:  # the certificate names the user (and was verified by the TLS handshake)
+            self.username = cert_user
+            self.username_from_cert = True
         broker = self.broker
-        hooks = broker.hooks
         try:
             if broker.sockets > broker.max_connections:
                 raise ConnectRefused(
@@ -274,15 +329,33 @@ class Connection:
                 )
             terms = negotiate(p, self.config)
             self.client_id = terms.client_id
-            authn = broker.authenticator.authenticate(self, p.password)
-            fire_authn = hooks.client_check_authn_complete
-            if fire_authn is not None:
-                fire_authn(self, R.NAMES.get(authn.code, "unspecified_error"), authn.is_superuser, authn.is_anonymous)
-            if authn.code != R.SUCCESS:
-                raise ConnectRefused(authn.code, "not authorized")
         except ConnectRefused as exc:
             self._refuse(exc.code, str(exc))
             return
+        authn = broker.authenticator.authenticate(self, p.password, partial(self._authenticated, p, terms))
+        if authn is None:  # decided later: what the client sends meanwhile is held (``handle``)
+            self._held = []
+            self._stop_reading(_STOP_AUTH)
+            return
+        self._authenticated(p, terms, authn)
+
+    def _authenticated(self, p: P.Connect, terms: Any, authn: Authn) -> None:
+        """The authenticator's decision on this CONNECT: refuse, or open the session and CONNACK."""
+        if self.state != AWAIT_CONNECT:  # closed while the decision was being made
+            return
+        broker = self.broker
+        hooks = broker.hooks
+        fire_authn = hooks.client_check_authn_complete
+        if fire_authn is not None:
+            fire_authn(self, R.NAMES.get(authn.code, "unspecified_error"), authn.is_superuser, authn.is_anonymous)
+        held, self._held = self._held, None
+        self._held_bytes = 0
+        if authn.code != R.SUCCESS:
+            self._refuse(authn.code, "bad user name or password" if authn.code == R.BAD_USER_NAME_OR_PASSWORD
+                         else "not authorized")  # fmt: skip
+            return
+        self.is_superuser = authn.is_superuser
+        self.is_anonymous = authn.is_anonymous
         self.keepalive = terms.keepalive
         self.max_packet_out = terms.max_packet_out
         if self.v5:
@@ -291,10 +364,13 @@ class Connection:
                 self.aliases_out = OutboundAliases(allowed)
         self.receive_maximum = terms.receive_maximum
         self.connected_at = int(time.time() * 1000)
-        if p.will is not None:
+        if p.will is not None and self._authorize(PUBLISH, p.will.topic):  # a denied will is never published
             self.will = p.will
             self.will_delay = p.will.properties.get("Will-Delay-Interval", 0)
-        session, present = broker.open_session(self, terms.client_id, p.clean_start, terms.expiry)
+        try:
+            session, present = broker.open_session(self, terms.client_id, p.clean_start, terms.expiry)
+        except ProtocolError:  # refused there (max_sessions): answered and closed already; this may
+            return  # run from the authenticator's callback, where nobody would catch it
         session.inflight_max = min(terms.receive_maximum, self.config.max_inflight)
         session.client_info = (self.username, self.peerhost, self.link.peername)
         self.session = session
@@ -311,6 +387,24 @@ class Connection:
         self._send(P.Connack(present, R.SUCCESS, terms.ack_props))
         self._arm_keepalive()
         session.resume(self)
+        if held is not None:  # what came while the authenticator decided, in order
+            self._resume_reading(_STOP_AUTH | _STOP_HOLD)
+            for packet in held:
+                if self.state != CONNECTED:
+                    return
+                try:
+                    self.handle(packet)
+                except ProtocolError as exc:
+                    self.protocol_error(exc)
+                    return
+
+    def refuse_connect(self, code: int, text: str, p: P.Connect | None = None) -> None:
+        """Refuse a CONNECT decided elsewhere (the broker's ``max_sessions``): CONNACK ``code`` in
+        the client's version, then close. ``p``: a CONNECT not handed to this connection yet, whose
+        fields are taken first, as ``_on_connect`` takes them."""
+        if p is not None:
+            self._take_connect(p)
+        self._refuse(code, text)
 
     def _refuse(self, code: int, text: str) -> None:
         """CONNACK with a failure ``code``, then close (no session, no will, no disconnect event;
@@ -344,14 +438,15 @@ class Connection:
 
     def _check_keepalive(self) -> None:
         """Close after 1.5x the keepalive without a byte from the client [MQTT-3.1.2-22]. While we do
-        not read the socket because we hold too much (backpressure), its packets wait there: that
+        not read the socket because we hold too much (backpressure) or it is over its messages_rate or
+        bytes_rate, its packets wait there: that
         silence is ours, not its. Not reading because it does not read what we send is its own."""
         self._timer = None
         if self.state != CONNECTED:
             return
         interval = self.keepalive * 1.5
         clock = self.broker.clock
-        idle = 0.0 if self._stopped & _STOP_HOLD else clock.time() - self.link.last_rx
+        idle = 0.0 if self._stopped & (_STOP_HOLD | _STOP_RATE) else clock.time() - self.link.last_rx
         if idle >= interval:
             self.protocol_error(
                 ProtocolError(R.KEEP_ALIVE_TIMEOUT, f"no packet within 1.5 x keepalive {self.keepalive}s")
@@ -373,12 +468,18 @@ class Connection:
         topic = p.topic
         props = p.properties
         broker = self.broker
+        if len(topic) >= broker.publish_checks_from:  # a name long enough to be over a topic limit, or rates
+            self._publish_checks(topic, p.payload)
         expiry_at = None
         if props:
             aliases = self.aliases
             if aliases is None:
-                aliases = self.aliases = InboundAliases(config.topic_alias_maximum)
-            topic = aliases.resolve(topic, props)
+                aliases = self.aliases = InboundAliases(config.topic_alias_maximum, config.max_topic_alias_bytes.bytes)
+            try:
+                topic = aliases.resolve(topic, props)
+            except AliasBytesExceeded:
+                self.stats.limits["max_topic_alias_bytes"] += 1
+                raise
             expiry = props.get("Message-Expiry-Interval")
             if expiry is not None:
                 expiry_at = broker.clock.time() + expiry
@@ -435,6 +536,74 @@ class Connection:
             self._send(P.Pubrec(pid, R.NO_MATCHING_SUBSCRIBERS if n == 0 and self.v5 else R.SUCCESS))
         if backpressure.fed is not None and self._held is None:
             self._start_holding(backpressure.fed)
+
+    def _publish_checks(self, topic: str, payload: bytes) -> None:
+        """The limits on a PUBLISH, called only where one may bite (``Broker.publish_checks_from``):
+        ``max_topic_length`` and ``max_topic_levels`` (beyond, the connection closes; v5: DISCONNECT
+        0x90), and with ``messages_rate`` or ``bytes_rate`` set, every PUBLISH's share of its window
+        (two subtractions; the clock is read once a window is used up)."""
+        broker = self.broker
+        if len(topic) >= broker.topic_check_from:
+            limit = topic_over_limits(topic, self.config)
+            if limit is not None:
+                self.stats.limits[limit] += 1
+                raise ProtocolError(R.TOPIC_NAME_INVALID, f"PUBLISH topic name exceeds {limit}")
+        if broker.rate_limited:
+            self._msgs_left -= 1
+            self._bytes_left -= len(topic) + len(payload)
+            if self._msgs_left < 0 or self._bytes_left < 0:
+                self._over_rate()
+
+    def _over_rate(self) -> None:
+        """This client used up its window's messages_rate or bytes_rate. A window over, the next one
+        starts with the excess paid for; otherwise the link stops reading until this window ends (and
+        for as many more windows as a message larger than a window's bytes needs). What was read
+        is handled: nothing is dropped."""
+        if self._rate_timer is not None:  # already stopped (packets held before were replayed)
+            return
+        broker = self.broker
+        clock = broker.clock
+        now = clock.time()
+        if now >= self._window_end:
+            self._new_window(now)
+            if self._msgs_left >= 0 and self._bytes_left >= 0:
+                return
+        msgs_rate = broker.messages_rate
+        bytes_rate = broker.bytes_rate
+        limits = self.stats.limits
+        extra = 0  # whole windows beyond this one that the overdraft needs
+        if self._msgs_left < 0:
+            limits["messages_rate"] += 1
+            extra = (-self._msgs_left - 1) // msgs_rate
+        if self._bytes_left < 0:
+            limits["bytes_rate"] += 1
+            extra = max(extra, (-self._bytes_left - 1) // bytes_rate)
+        if extra:  # the windows skipped while stopped grant their allowance towards the overdraft
+            self._window_end += extra
+            if msgs_rate:
+                self._msgs_left = min(self._msgs_left + extra * msgs_rate, 0)
+            if bytes_rate:
+                self._bytes_left = min(self._bytes_left + extra * bytes_rate, 0)
+        broker.flow_gauges["rate_limit"] += 1
+        self._stop_reading(_STOP_RATE)
+        self._rate_timer = clock.call_later(self._window_end - now, self._rate_window)
+
+    def _rate_window(self) -> None:
+        """The window a rate-limited client waited for has come: it starts (when it was due), and
+        the link reads on."""
+        self._rate_timer = None
+        self.broker.flow_gauges["rate_limit"] -= 1
+        self._new_window(self._window_end)
+        self._resume_reading(_STOP_RATE)
+
+    def _new_window(self, start: float) -> None:
+        """A rate window starts: one window's allowance, less what the last one overdrew."""
+        broker = self.broker
+        self._window_end = start + 1.0
+        msgs_rate = broker.messages_rate
+        bytes_rate = broker.bytes_rate
+        self._msgs_left = msgs_rate + min(self._msgs_left, 0) if msgs_rate else _UNLIMITED
+        self._bytes_left = bytes_rate + min(self._bytes_left, 0) if bytes_rate else _UNLIMITED
 
     # -- flow control ---------------------------------------------------------------------------
 
@@ -503,11 +672,11 @@ class Connection:
     def _authorize(self, action: str, topic: str) -> bool:
         """Ask the authorizer, count and report the decision (client.check_authz_complete)."""
         broker = self.broker
-        allowed = broker.authorizer.check(self, action, topic)
+        allowed, source = broker.authorizer.check(self, action, topic)
         self.stats.authz[action][1 if allowed else 0] += 1
         fire = broker.hooks.client_check_authz_complete
         if fire is not None:
-            fire(self, topic, action, "allow" if allowed else "deny", broker.authorizer.source)
+            fire(self, topic, action, "allow" if allowed else "deny", source)
         return allowed
 
     # -- acknowledgements of our PUBLISHes, and PUBREL of the client's QoS 2 ------------------------
@@ -575,6 +744,14 @@ class Connection:
                 continue
             if group is not None and sub.no_local:
                 raise ProtocolError(R.PROTOCOL_ERROR, "No Local on a shared subscription [MQTT-3.8.3-4]")
+            limit = topic_over_limits(sub.topic_filter, self.config, real)
+            subs = session.subscriptions
+            if limit is None and len(subs) >= self.config.max_subscriptions and sub.topic_filter not in subs:
+                limit = "max_subscriptions"  # replacing a subscription is always allowed
+            if limit is not None:
+                self.stats.limits[limit] += 1
+                codes.append(R.QUOTA_EXCEEDED if limit == "max_subscriptions" else R.TOPIC_FILTER_INVALID)
+                continue
             if not self._authorize(SUBSCRIBE, sub.topic_filter):
                 codes.append(R.NOT_AUTHORIZED)
                 continue
@@ -780,10 +957,15 @@ class Connection:
         broker.connections.discard(self)
         if self._held is not None:  # what the client sent after a held PUBLISH is not handled
             self._held = None
-            broker.flow_gauges["backpressure"] -= 1
+            if not self._stopped & _STOP_AUTH:  # held by backpressure, not while authenticating
+                broker.flow_gauges["backpressure"] -= 1
         if self.saturated:
             self.saturated = False
             broker.flow_gauges["write_buffer_full"] -= 1
+        if self._rate_timer is not None:
+            self._rate_timer.cancel()
+            self._rate_timer = None
+            broker.flow_gauges["rate_limit"] -= 1
         if was == AWAIT_CONNECT:
             self.stats.count_closed_before_connect(self.close_reason)
         session = self.session

@@ -13,6 +13,22 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from mqhook.schema import ByteSize
+
+
+class MessageBytes(ByteSize, le="1GB"):
+    """``bytes_rate``: bytes per second, 0 = no limit."""
+
+    __slots__ = ()
+
+
+class AliasBytes(ByteSize, ge=1024, le="1GB"):
+    __slots__ = ()
+
+
+class RetainedBytes(ByteSize, ge=1024):
+    __slots__ = ()
+
 
 class MqttConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     bind: str = "127.0.0.1:1883"
@@ -52,3 +68,31 @@ class MqttConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     flow_control_timeout: Annotated[float, Meta(ge=0, le=3600)] = 1.0
     # Transport write buffer high-water mark: above it a subscriber counts as saturated.
     write_buffer_high: Annotated[int, Meta(ge=1024, le=1 << 30)] = 262144
+
+    # -- limits (README "Limits"); each counted in Stats.limits when it bites --------------------------
+    # New connections per second from one source address (IP), every listener together; beyond, the
+    # socket is closed at once, before its CONNECT (closed_before_connect "connection_rate_exceeded").
+    # A burst of one second's worth is allowed. 0: no limit (addresses behind NAT or a proxy are shared).
+    max_conn_rate_per_address: Annotated[int, Meta(ge=0, le=10_000_000)] = 0
+    # PUBLISH messages, and bytes of their topics and payloads, per second per client, over one-second
+    # windows; beyond, the broker stops reading that client until its next window (nothing dropped).
+    # 0: no limit.
+    messages_rate: Annotated[int, Meta(ge=0, le=100_000_000)] = 0
+    bytes_rate: MessageBytes = MessageBytes(0)
+    # Subscriptions one session may hold; a new filter beyond gets SUBACK 0x97 (3.1.1: 0x80).
+    max_subscriptions: Annotated[int, Meta(ge=1, le=100_000_000)] = 10_000
+    # Topic names (PUBLISH) and filters (SUBSCRIBE): at most this many levels and UTF-8 bytes. Beyond,
+    # a PUBLISH closes the connection (v5: DISCONNECT 0x90), a filter gets SUBACK 0x8F (3.1.1: 0x80).
+    max_topic_levels: Annotated[int, Meta(ge=1, le=65535)] = 128
+    max_topic_length: Annotated[int, Meta(ge=1, le=65535)] = 4096
+    # v5: the topic names one connection's inbound topic aliases may hold, in characters; a PUBLISH that
+    # sets an alias beyond closes it with DISCONNECT 0x94 (Topic Alias invalid).
+    max_topic_alias_bytes: AliasBytes = AliasBytes("1MB")
+    # Retained messages, and bytes of their topics and payloads; beyond, a retained PUBLISH to a topic
+    # with none retained yet (or one that would grow the bytes past the bound) is not retained, and is
+    # still routed.
+    max_retained_messages: Annotated[int, Meta(ge=0, le=1_000_000_000)] = 1_000_000
+    max_retained_bytes: RetainedBytes = RetainedBytes("1GB")
+    # Sessions, connected or kept for their expiry interval; a CONNECT that would make one more gets
+    # CONNACK 0x97 (3.1.1: 3).
+    max_sessions: Annotated[int, Meta(ge=1, le=1_000_000_000)] = 1_000_000

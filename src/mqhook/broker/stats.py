@@ -42,6 +42,22 @@ PRE_CONNECT_CLOSE_REASONS = (
     "packet_too_large",
     "malformed_packet",
     "protocol_error",
+    "connection_rate_exceeded",
+)
+
+# Limits (README "Limits"), named after their settings, each counted in ``Stats.limits`` when it bites:
+LIMITS = (
+    "max_conn_rate_per_address",  # a new connection closed at once: its address connects too often
+    "messages_rate",  # a client's reading paused: too many PUBLISHes this second
+    "bytes_rate",  # a client's reading paused: too many PUBLISH bytes this second
+    "max_subscriptions",  # a new subscription refused (SUBACK 0x97 / 0x80)
+    "max_topic_levels",  # a topic name (connection closed) or filter (SUBACK 0x8F / 0x80) refused
+    "max_topic_length",  # same, for its length
+    "max_topic_alias_bytes",  # a connection closed: its inbound topic aliases hold too much (0x94)
+    "max_retained_messages",  # a retained message not retained (still routed): too many retained
+    "max_retained_bytes",  # same: retained messages hold too many bytes
+    "max_sessions",  # a CONNECT refused (CONNACK 0x97 / 3): too many sessions
+    "login_failures_per_address",  # a CONNECT refused unchecked: 5 failed logins from its address this minute
 )
 
 
@@ -63,6 +79,7 @@ class Stats:
         self.flow_control_timeouts = 0  # a subscriber held its publishers for flow_control_timeout
         # Authorization decisions by action; each list is [deny, allow] (index = allowed).
         self.authz: dict[str, list[int]] = {action: [0, 0] for action in AUTHZ_ACTIONS}
+        self.limits = dict.fromkeys(LIMITS, 0)  # times each limit bit (see LIMITS)
 
     def count_disconnect(self, reason: str) -> None:
         self.disconnects[reason] = self.disconnects.get(reason, 0) + 1
@@ -89,4 +106,5 @@ class Stats:
             "closed_before_connect": dict(self.closed_before_connect),
             "flow_control_timeouts": self.flow_control_timeouts,
             "authorization": {a: {"allow": n[1], "deny": n[0]} for a, n in self.authz.items()},
+            "limits": dict(self.limits),
         }

@@ -25,9 +25,13 @@ Body = Callable[[bytes, int, int, int], p.Packet]
 
 # Valid topic names seen recently, by their wire bytes. Publishers repeat topics, so a
 # hit skips UTF-8 decoding and validation and hands the broker one shared str whose
-# hash is already computed. Bounded: emptied when full.
+# hash is already computed. Bounded by count and by bytes (a client choosing 60 KB topic
+# names must not make 4096 of them stay: +459 MB before the byte bound): emptied when full.
 _TOPICS: dict[bytes, str] = {}
 _TOPICS_MAX = 4096
+_TOPICS_MAX_BYTES = 1 << 20  # of topic names' wire bytes; each is held twice (bytes key, str value)
+_TOPICS_LONGEST = 1024  # longer names are not cached: a few would fill it
+_topics_bytes = 0
 _Publish = p.Publish
 _Puback = p.Puback
 _PUBLISH = p.PUBLISH
@@ -85,9 +89,14 @@ def _new_topic(raw: bytes) -> str:
         raise MalformedPacket(f"PUBLISH topic name {topic!r} contains U+0000 [MQTT-1.5.4-2]")
     if topic:
         validate_topic_name(topic)
-        if len(_TOPICS) >= _TOPICS_MAX:
-            _TOPICS.clear()
-        _TOPICS[raw] = topic
+        size = len(raw)
+        if size <= _TOPICS_LONGEST:
+            global _topics_bytes
+            if len(_TOPICS) >= _TOPICS_MAX or _topics_bytes + size > _TOPICS_MAX_BYTES:
+                _TOPICS.clear()
+                _topics_bytes = 0
+            _TOPICS[raw] = topic
+            _topics_bytes += size
     return topic
 
 

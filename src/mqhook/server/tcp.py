@@ -14,7 +14,13 @@ the connection writes leaves through the transport. This module owns the socket 
 - bytes that do not decode end the connection after the packets before them are handled;
 - a close is graceful: what was written (a DISCONNECT with its reason, say) leaves, then a FIN,
   and input is read and discarded until the peer closes (at most ``LINGER_S`` and
-  ``LINGER_BYTES``), so the peer reads our last packet instead of a reset.
+  ``LINGER_BYTES``), so the peer reads our last packet instead of a reset;
+- a listener's own ``max_connections`` (``mqhook.server.listeners``): the first CONNECT of a socket
+  beyond it is refused with CONNACK 0x97 (3 in 3.1.1), as the broker refuses beyond its own.
+
+TLS and WebSocket listeners reuse this class: TLS below it (the transport is asyncio's TLS
+transport, ``mqhook.server.tls``), WebSocket as a subclass that unframes before ``_feed`` and
+frames in ``_flush`` (``mqhook.server.ws``).
 
 What a packet means, timers, sessions and events are the connection's business
 (``mqhook.broker.connection``); this module touches no hook, no session and no timer of the broker.
@@ -31,10 +37,13 @@ from typing import TYPE_CHECKING, Any
 
 from mqhook.broker.connection import Connection
 from mqhook.errors import ProtocolError
+from mqhook.mqtt import packets as P
+from mqhook.mqtt import reason as R
 from mqhook.mqtt.codec import Decoder
 
 if TYPE_CHECKING:
     from mqhook.broker.broker import Broker
+    from mqhook.server.listeners import ListenerStats
 
 __all__ = ["MqttProtocol", "start_listener"]
 
@@ -70,6 +79,7 @@ class MqttProtocol(asyncio.Protocol):
     __slots__ = (
         "_fault",
         "_flush_pending",
+        "_gate",
         "_held",
         "_linger",
         "_linger_left",
@@ -79,9 +89,11 @@ class MqttProtocol(asyncio.Protocol):
         "_quota",
         "_read_bytes",
         "broker",
+        "cert_as_username",
         "conn",
         "decoder",
         "last_rx",
+        "listener",
         "loop",
         "peername",
         "sockname",
@@ -89,9 +101,12 @@ class MqttProtocol(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, broker: Broker, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, broker: Broker, loop: asyncio.AbstractEventLoop, listener: ListenerStats | None = None) -> None:
         self.broker = broker
         self.loop = loop
+        self.listener = listener  # its counters; None: a bare protocol (tests)
+        self.cert_as_username: str | None = None  # the listener's peer_cert_as_username ("cn", "dn")
+        self._gate: ListenerStats | None = None  # set while the first CONNECT is to be checked against its limit
         self.stats = broker.stats
         self.transport: asyncio.Transport | None = None
         config = broker.config
@@ -113,6 +128,11 @@ class MqttProtocol(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._attach(transport)
+        self._open()
+
+    def _attach(self, transport: asyncio.BaseTransport) -> None:
+        """Take the transport: socket options, write buffer limits, the addresses."""
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -122,6 +142,15 @@ class MqttProtocol(asyncio.Protocol):
         # Interned: thousands of connections share one listener address.
         self.sockname = sys.intern(_addr(transport.get_extra_info("sockname")))
         self.last_rx = self.broker.clock.time()
+
+    def _open(self) -> None:
+        """The MQTT connection starts (at accept; after the upgrade on WebSocket): counted on its listener."""
+        listener = self.listener
+        if listener is not None:
+            listener.connections += 1
+            listener.accepted += 1
+            if listener.max_connections:
+                self._gate = listener
         self.conn = Connection(self.broker, self)
 
     def data_received(self, data: bytes) -> None:
@@ -132,9 +161,16 @@ class MqttProtocol(asyncio.Protocol):
             if self._linger_left < 0:
                 self._abort()
             return
+        self._feed(data, None)
+
+    def _feed(self, data: bytes, fault: ProtocolError | None) -> None:
+        """MQTT bytes in (a TCP read, or the payloads of WebSocket frames); ``fault``: the stream
+        below broke after ``data`` (a bad WebSocket frame), handled like bytes that do not decode."""
         self.last_rx = self.broker.clock.time()
-        self._read_bytes += size
-        packets, fault = self.decoder.decode(data)
+        self._read_bytes += len(data)
+        packets, decode_fault = self.decoder.decode(data) if data else ([], None)
+        if decode_fault is not None:
+            fault = decode_fault
         if fault is not None:  # handle what came before the fault, then close with it
             self._fault = fault
             self.transport.pause_reading()  # type: ignore[union-attr]
@@ -155,6 +191,8 @@ class MqttProtocol(asyncio.Protocol):
         when this connection's share of the loop turn is used up (until the next turn)."""
         stats = self.stats
         conn = self.conn
+        if self._gate is not None and packets and self._refused(packets[0]):
+            return
         quota = self._quota
         for i, packet in enumerate(packets):
             stats.packets_received[packet.type] += 1
@@ -187,6 +225,22 @@ class MqttProtocol(asyncio.Protocol):
             self._hold(packets, len(packets))  # nothing left to hold: just yield the turn
             self.loop.call_soon(self._resume)
 
+    def _refused(self, packet: Any) -> bool:
+        """The first packet of a socket on a listener with its own ``max_connections``: a CONNECT
+        beyond that limit is refused with CONNACK 0x97 (3 in 3.1.1) and counted on the listener."""
+        listener = self._gate
+        self._gate = None
+        if listener is None or packet.type != P.CONNECT or listener.connections <= listener.max_connections:
+            return False
+        listener.refused["max_connections"] += 1
+        self.stats.packets_received[packet.type] += 1
+        self.conn.refuse_connect(
+            R.QUOTA_EXCEEDED,
+            f"the listener {listener.name} is at max_connections ({listener.max_connections} connections)",
+            packet,
+        )
+        return True
+
     def _hold(self, packets: list[Any], start: int) -> None:
         self._held = packets[start:]
         self._read_bytes = 0
@@ -208,6 +262,8 @@ class MqttProtocol(asyncio.Protocol):
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.listener is not None:
+            self.listener.connections -= 1
         self.stats.bytes_sent += self._out_size  # written, never flushed: counted as write() did before
         self._out_size = 0
         self._out.clear()
@@ -284,6 +340,42 @@ class MqttProtocol(asyncio.Protocol):
         self._paused = False
         if self._held is not None:
             self.loop.call_soon(self._resume)
+
+    # -- for listeners ----------------------------------------------------------------------------
+
+    def peercert(self) -> dict[str, Any] | None:
+        """The client's certificate as ``ssl.SSLSocket.getpeercert`` gives it (TLS listeners with
+        verify_peer, when the client sent one), else None."""
+        transport = self.transport
+        return None if transport is None else transport.get_extra_info("peercert") or None
+
+    @property
+    def cert_username(self) -> str | None:
+        """The user name the client's verified certificate gives (``peer_cert_as_username``), or None."""
+        if self.cert_as_username is None:
+            return None
+        cert = self.peercert()
+        return None if cert is None else cert_subject_name(cert, self.cert_as_username)
+
+
+_RDN_SHORT = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "stateOrProvinceName": "ST",
+    "localityName": "L",
+    "emailAddress": "emailAddress",
+}
+
+
+def cert_subject_name(cert: dict[str, Any], kind: str) -> str | None:
+    """The subject's CN (``kind`` "cn") or its whole DN ("dn", e.g. ``C=SE,O=Acme,CN=dev-1``, in
+    the certificate's order) of a certificate as ``getpeercert()`` gives it; None without a CN."""
+    rdns = [(name, value) for rdn in cert.get("subject", ()) for name, value in rdn]
+    if kind == "cn":
+        return next((value for name, value in rdns if name == "commonName"), None)
+    return ",".join(f"{_RDN_SHORT.get(name, name)}={value}" for name, value in rdns) or None
 
 
 async def start_listener(broker: Broker, host: str, port: int) -> asyncio.Server:

@@ -1,7 +1,9 @@
 """Webhook delivery: the config model, templates, the queue, requests, the HTTP client, the Test.
 
-Modules, bottom up: ``template`` < ``model`` < ``encode`` / ``signing`` / ``queue`` / ``counters`` /
-``http`` < ``request`` < ``probe`` / ``webhook`` < ``manager``. ``http`` is the delivery HTTP/1.1
+Modules, bottom up: ``redact`` / ``template`` / ``variables`` < ``model`` < ``encode`` / ``signing`` /
+``queue`` / ``counters`` / ``http`` < ``request`` < ``probe`` / ``webhook`` < ``manager``. ``redact``
+says how secrets are hidden (the one ``url_without_password``); ``variables`` which template
+variables the events have. ``http`` is the delivery HTTP/1.1
 client (a keep-alive pool on ``asyncio.Protocol``); aiohttp only serves (admin API, receivers).
 """
 

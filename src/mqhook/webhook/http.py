@@ -59,6 +59,7 @@ from urllib.parse import quote, unquote, urlsplit
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from mqhook.errors import MqhookError
+from mqhook.webhook.redact import url_without_password
 
 __all__ = [
     "HEAD_LIMIT",
@@ -564,7 +565,8 @@ class HttpClient:
             return self._last[1]
         prefix = self.prefix
         if not url.startswith(prefix) or url[len(prefix) : len(prefix) + 1] not in ("", "/", "?"):
-            raise ValueError(f"URL {url[:200]!r} is not on this client's origin {prefix!r}")
+            shown, origin = url_without_password(url[:200]), url_without_password(prefix)
+            raise ValueError(f"URL {shown!r} is not on this client's origin {origin!r}")
         rest = url[len(prefix) :]
         if not rest or rest[0] == "?":
             rest = "/" + rest

@@ -10,11 +10,14 @@ with no backoff and ignores ``Retry-After``), ``overflow``, ``ordering``, ``secr
 
 Bounds and closed choices are msgspec types (``Annotated[int, Meta(...)]``, ``Literal``, the
 ``Method`` enum, the bounded ``Duration``/``ByteSize`` of ``mqhook.schema``); what types cannot
-say (names, URLs, templates, topic filters, ``retry_on``, ``retry_backoff_max >= retry_backoff``)
-is checked in ``__post_init__``. So every way of building the Struct (TOML via ``parse_webhook``,
-JSON from the REST API via ``mqhook.schema.decode_json``) is checked the same way, and
+say (names, URLs and the characters they hold, templates and their variables, which must be fields
+of the selected events (``variables``), topic filters, ``retry_on``, ``retry_backoff_max >=
+retry_backoff``) is checked in ``__post_init__``. So every way of building the Struct (TOML via
+``parse_webhook``, JSON from the REST API via ``mqhook.schema.decode_json``) is checked the same way, and
 ``mqhook.schema.explain`` names the field path, the value and what was expected, e.g.
 ``$.webhooks[0].overflow: 'drop' is invalid; expected one of drop_oldest, drop_new, backpressure``.
+No error shows a secret: ``explain_value`` (called by ``explain``) and the checks here print the
+URL without its password and ``secret`` or a secret header's value as '<redacted>' (``redact``).
 """
 
 from __future__ import annotations
@@ -35,11 +38,18 @@ from mqhook.mqtt.topics import validate_topic_filter
 from mqhook.schema import ByteSize, Duration, FieldInvalid, convert, explain
 from mqhook.schema import parse_duration as parse_duration
 from mqhook.schema import parse_size as parse_size
-from mqhook.webhook.template import compile_template
+from mqhook.webhook import variables
+from mqhook.webhook.redact import HIDDEN, config_value, password_span
+from mqhook.webhook.template import Template, TemplateError, compile_template
 
 NAME_RE = re.compile(r"^[0-9a-zA-Z][-0-9a-zA-Z_]*$")  # EMQX resource-name rule
 HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
 _STATUS_CLASS_RE = re.compile(r"^[1-5]xx$")
+# What a URL may not hold as written (RFC 3986): controls, space, '"<>\\^`{|}', and outside
+# ASCII any space or unprintable character (other non-ASCII text is sent percent-encoded, as IRIs).
+_URL_BAD_ASCII = re.compile(r'[\x00-\x20\x7f"<>\\^`{|}]')
+_URL_BAD_PCT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_VAR_RE = re.compile(r"\$\$\{|\$\{([^{}]*)\}")  # as the template parser reads them
 SECRET_PREFIX = "whsec_"
 
 
@@ -138,6 +148,12 @@ class WebhookConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         _check_request(self)
         _check_retries(self)
 
+    @classmethod
+    def explain_value(cls, field: str, value: Any) -> Any:
+        """What a config error about ``field`` may print of ``value`` (``mqhook.schema.explain``):
+        secrets as '<redacted>', the URL without its password."""
+        return config_value(field, value)
+
     # -- resolved values (read from the values parsed at decode time) ---------------------
     @property
     def rule_id(self) -> str:
@@ -201,44 +217,94 @@ def _check_identity(cfg: WebhookConfig) -> None:
             raise FieldInvalid(f"topics[{i}]", topic_filter, f"a valid MQTT topic filter ({exc})") from None
 
 
+def _invalid(field: str, value: Any, expected: str) -> FieldInvalid:
+    """A FieldInvalid whose value is already shown as errors may show it (secrets hidden), so that
+    no message made from it (msgspec's, a log line's) can carry a secret."""
+    return FieldInvalid(field, config_value(field, value), expected)
+
+
 def _check_request(cfg: WebhookConfig) -> None:
-    _check_url(cfg.url)
+    events = cfg.event_set
+    _check_url(cfg.url, events)
     for name, value in cfg.headers.items():
         if not HEADER_NAME_RE.match(name):
             raise FieldInvalid(f"headers.{name}", name, "a header name made of RFC 9110 token characters")
         if "\r" in value or "\n" in value or "\0" in value:
-            raise FieldInvalid(f"headers.{name}", value, "a value without CR, LF or NUL")
-        _check_template(f"headers.{name}", value)
+            raise _invalid(f"headers.{name}", value, "a value without CR, LF or NUL")
+        _check_template(f"headers.{name}", value, events)
     if cfg.body is not None:
-        _check_template("body", cfg.body)
+        _check_template("body", cfg.body, events)
     if cfg.secret is not None:
         try:
             key = secret_key(cfg.secret)
         except (binascii.Error, ValueError):
             key = b""
         if not key:
-            raise FieldInvalid("secret", "<redacted>", "'whsec_' + base64 of the key bytes, or any non-empty string")
+            raise FieldInvalid("secret", HIDDEN, "'whsec_' + base64 of the key bytes, or any non-empty string")
 
 
-def _check_url(url: str) -> None:
-    expected = "http:// or https:// URL with a host; ${var} templates only in the path"
+def _check_url(url: str, events: frozenset[str]) -> None:
+    expected = "http:// or https:// URL with a host; ${var} templates only in the path and query"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        raise FieldInvalid("url", url, expected) from None
+        raise _invalid("url", url, expected) from None
     if parts.scheme not in ("http", "https") or not parts.hostname or "${" in parts.netloc:
-        raise FieldInvalid("url", url, expected)
-    if parts.fragment:
-        raise FieldInvalid("url", url, "a URL without a #fragment")
-    _check_template("url", url)
+        raise _invalid("url", url, expected)
+    if parts.fragment or "#" in url:
+        raise _invalid("url", url, "a URL without a #fragment")
+    _check_template("url", url, events)
+    _check_url_chars(url)
 
 
-def _check_template(field: str, text: str) -> None:
+def _check_url_chars(url: str) -> None:
+    """Refuse a character a URL may not hold as written; ``${var}``s are not looked into (what
+    they render is percent-encoded), a ``$${`` is (it renders a literal '${')."""
+    text = _VAR_RE.sub(lambda m: m.group() if m.group(1) is None else "x" * len(m.group()), url)
+    authority_end = text.find("/", text.index("//") + 2)
+    bad = _URL_BAD_ASCII.search(text) or _URL_BAD_PCT.search(text)
+    if bad is not None:
+        index, char = bad.start(), bad.group()
+    else:
+        found = next(
+            (
+                (i, c)
+                for i, c in enumerate(text)
+                if (c in "[]" and 0 <= authority_end <= i) or (not c.isascii() and (c.isspace() or not c.isprintable()))
+            ),
+            None,
+        )
+        if found is None:
+            return
+        index, char = found
+    span = password_span(url)
+    if span is not None and span[0] <= index < span[1]:  # say nothing of the password's characters
+        raise _invalid(
+            "url", url, "only characters a URL may hold; the password has one that is not (percent-encode it)"
+        )
+    if char == "%":
+        what = f"the '%' at character {index + 1} is not followed by two hex digits"
+    else:
+        encoded = "".join(f"%{b:02X}" for b in char.encode())
+        what = f"{char!r} at character {index + 1} is not one (percent-encode it: {encoded})"
+    raise _invalid("url", url, f"only characters a URL may hold; {what}")
+
+
+def _check_template(field: str, text: str, events: frozenset[str]) -> Template:
+    """Compile ``text``; refuse a variable that none of ``events`` has, naming it."""
     try:
-        compile_template(text)
-    except ValueError as exc:
-        raise FieldInvalid(field, text, f"a valid template ({exc})") from None
+        template = compile_template(text)
+    except TemplateError as exc:
+        raise _invalid(field, text, f"a valid template ({exc})") from None
+    for var in template.variables:
+        if not variables.known(var.path, events):
+            fields = ", ".join(variables.fields_of(events))
+            which = "any of the selected events" if len(events) > 1 else next(iter(events))
+            name = "${" + ".".join(var.path) + "}"
+            expected = f"variables the events have; {name} is not a field of {which} (fields: {fields})"
+            raise _invalid(field, text, expected)
+    return template
 
 
 def _check_retries(cfg: WebhookConfig) -> None:

@@ -4,7 +4,8 @@ EMQX's Test (``POST /connectors_probe``) only opens TCP/TLS connections, so a wr
 401 or a 404 all "pass" (reference §2.7). Ours renders, signs and sends a sample
 ``message.publish`` event exactly like a real delivery (same templates, headers, signature,
 method, batching shape) and returns the status, the latency and the first 512 bytes of the
-reply, or the connection error. It never raises for network trouble and never retries.
+reply, or the connection error (the URL shown without its password). It never raises for network
+trouble and never retries.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import msgspec
 from mqhook.broker.message import Message
 from mqhook.events.writer import MessageWriter
 from mqhook.webhook.model import WebhookConfig
+from mqhook.webhook.redact import url_without_password
 from mqhook.webhook.request import RenderRefused, RequestBuilder, make_client, send_once
 
 REPLY_PREFIX = 512
@@ -49,7 +51,8 @@ async def probe(cfg: WebhookConfig, node: str) -> TestResult:
     try:
         req = builder.build([(raw, SAMPLE_CLIENT)])
     except RenderRefused as exc:
-        return TestResult(ok=False, method=builder.method, url=cfg.url, error=f"request refused, not sent: {exc}")
+        url = url_without_password(cfg.url)
+        return TestResult(ok=False, method=builder.method, url=url, error=f"request refused, not sent: {exc}")
     client = make_client(cfg)  # the same client as deliveries: same bytes on the wire
     try:
         out = await send_once(client, req, builder.attempt_headers(req))
@@ -58,7 +61,7 @@ async def probe(cfg: WebhookConfig, node: str) -> TestResult:
     return TestResult(
         ok=out.status is not None and 200 <= out.status <= 299,
         method=req.method,
-        url=req.url,
+        url=url_without_password(req.url),
         status=out.status,
         latency_ms=round(out.latency * 1000, 3),
         body=out.reply[:REPLY_PREFIX].decode("utf-8", "replace"),

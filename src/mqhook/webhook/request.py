@@ -3,8 +3,10 @@
 - ``RequestBuilder`` renders the URL path, header values and body of a batch (EMQX: templates
   in path, headers and body; GET/DELETE send no body). Deliberate changes from EMQX: a header
   that renders CR, LF or NUL refuses the request (``RenderRefused``) instead of sending it (EMQX
-  6.x silently drops the header); variables rendered into the URL are percent-encoded (``/``
-  kept) so a clientid with a space or ``?`` cannot break the request line or add a query.
+  6.x silently drops the header); a variable rendered into the URL is percent-encoded as ONE
+  path segment (``/``, ``?``, ``#``, ``%``, space... encoded; ``.`` or ``..`` alone becomes
+  ``%2E`` / ``%2E%2E``) or, after the ``?``, as one query value, so a clientid like
+  ``../../etc`` or ``a?b`` can neither leave the configured path nor add a query.
   When URL or header templates have variables, a batch only holds events that render them
   the same way, so no event is sent to another event's URL.
 - ``send_once`` makes one attempt over the webhook's ``http.HttpClient`` (``make_client``) and
@@ -33,8 +35,9 @@ from mqhook.webhook.encode import meta_prefix, splice
 from mqhook.webhook.http import ConnectError, HttpClient, HttpError, RequestTimeout, Response
 from mqhook.webhook.model import WebhookConfig
 from mqhook.webhook.queue import Entry
+from mqhook.webhook.redact import is_secret_header, url_without_password
 from mqhook.webhook.signing import ID_HEADER, new_message_id, sign
-from mqhook.webhook.template import Context, Template, compile_template
+from mqhook.webhook.template import Context, Template, Var, compile_template
 
 REPLY_LIMIT = 65536  # bytes of a reply kept (a longer reply is cut and its connection closed, unread)
 USER_AGENT = f"mqhook/{__version__}"
@@ -67,8 +70,45 @@ class Request:
         self.msg_id = new_message_id()
 
 
-def _url_escape(text: str) -> str:
-    return quote(text, safe="/")
+_DOT_SEGMENTS = {".": "%2E", "..": "%2E%2E"}
+
+
+def path_segment(text: str) -> str:
+    """A variable's text as one URL path segment: every byte but ``A-Za-z0-9-._~`` percent-encoded
+    (``/``, ``?``, ``#``, ``%``, space...), and ``.``/``..`` (which servers resolve) encoded too."""
+    return _DOT_SEGMENTS.get(text) or quote(text, safe="")
+
+
+def query_value(text: str) -> str:
+    """A variable's text as (part of) one query value: ``&``, ``=``, ``+``, ``#``... percent-encoded."""
+    return quote(text, safe="")
+
+
+class UrlTemplate:
+    """A webhook's URL template: variables before the ``?`` render as path segments, after it as
+    query values (``model`` refuses a ``#`` and variables in the authority)."""
+
+    __slots__ = ("parts", "static")
+
+    def __init__(self, template: Template) -> None:
+        self.static = template.static
+        self.parts: list[tuple[str | Var, bool]] = []  # (part, in the query)
+        in_query = False
+        for part in template.parts:
+            self.parts.append((part, in_query))
+            if isinstance(part, str) and "?" in part:
+                in_query = True
+
+    def render(self, ctx: Context) -> str:
+        if self.static is not None:
+            return self.static
+        out: list[str] = []
+        for part, in_query in self.parts:
+            if isinstance(part, str):
+                out.append(part)
+            else:
+                out.append((query_value if in_query else path_segment)(part.render(ctx)))
+        return "".join(out)
 
 
 class RequestBuilder:
@@ -80,7 +120,7 @@ class RequestBuilder:
         self.prefix = meta_prefix(cfg.rule_id)
         self.batched = cfg.batch_size > 1
         self.key = cfg.secret_key
-        self.url = compile_template(cfg.url)
+        self.url = UrlTemplate(compile_template(cfg.url))
         self.headers: list[tuple[str, Template]] = [(k, compile_template(v)) for k, v in cfg.headers.items()]
         if not any(k.lower() == "user-agent" for k in cfg.headers):
             self.headers.append(("user-agent", compile_template(USER_AGENT)))
@@ -98,9 +138,10 @@ class RequestBuilder:
         for name, tpl in self.headers:
             value = tpl.render(ctx)
             if "\r" in value or "\n" in value or "\0" in value:
-                raise RenderRefused(f"header {name!r} rendered to {value[:100]!r}, which contains CR, LF or NUL")
+                shown = "a value" if is_secret_header(name) else repr(value[:100])
+                raise RenderRefused(f"header {name!r} rendered to {shown}, which contains CR, LF or NUL")
             headers[name] = value
-        return self.url.render(ctx, _url_escape), headers
+        return self.url.render(ctx), headers
 
     def build(self, entries: list[Entry]) -> Request:
         """A request for the longest head of ``entries`` that shares one URL and header set;
@@ -238,8 +279,8 @@ def classify(out: Outcome, retry_on: frozenset[int]) -> str:
 
 
 def describe(req: Request, out: Outcome) -> str:
-    """A last_error line: what was sent where, and what came back."""
-    path = req.url.split("?", 1)[0]
+    """A last_error line: what was sent where (the URL without its query and password), and what came back."""
+    path = url_without_password(req.url.split("?", 1)[0])
     if out.status is None:
         return f"{req.method} {path}: {out.error}"
     reply = out.reply[:200].decode("utf-8", "replace")

@@ -14,6 +14,8 @@ Added here (EMQX issues #3786 and #5442: a quote in the payload breaks a hand-wr
 (a JSON string, matching EMQX's missing-value convention), never bare ``undefined``.
 
 Templates are compiled once per webhook; a template without variables renders to a constant.
+Which variables a webhook's templates may name (fields of its events) is checked by the config
+model (``mqhook.webhook.variables``); a compiled template renders whatever path it holds.
 """
 
 from __future__ import annotations
@@ -176,7 +178,7 @@ class Template:
         return f"Template({self.source!r})"
 
 
-def _parse_var(expr: str, source: str) -> Var:
+def _parse_var(expr: str) -> Var:
     text = expr.strip()
     as_json = text.startswith("json:")
     if as_json:
@@ -186,13 +188,13 @@ def _parse_var(expr: str, source: str) -> Var:
     path = tuple(text.split("."))
     if not text or any(not key for key in path):
         expected = "${field}, ${a.b}, ${.} or ${json:field}"
-        raise TemplateError(f"bad variable ${{{expr}}} in {source!r}: expected {expected}")
+        raise TemplateError(f"bad variable ${{{expr}}}: expected {expected}")
     return Var(path, as_json)
 
 
-def _check_literal(text: str, source: str) -> None:
+def _check_literal(text: str) -> None:
     if "${" in text:
-        raise TemplateError(f"unterminated '${{' in {source!r}; write '$${{' for a literal '${{'")
+        raise TemplateError("unterminated '${'; write '$${' for a literal '${'")
 
 
 def compile_template(source: str) -> Template:
@@ -201,7 +203,7 @@ def compile_template(source: str) -> Template:
     literal: list[str] = []
     pos = 0
     for m in _TOKEN_RE.finditer(source):
-        _check_literal(source[pos : m.start()], source)
+        _check_literal(source[pos : m.start()])
         literal.append(source[pos : m.start()])
         pos = m.end()
         if m.group(1) is None:  # "$${" -> a literal "${"
@@ -209,8 +211,8 @@ def compile_template(source: str) -> Template:
             continue
         parts.append("".join(literal))
         literal = []
-        parts.append(_parse_var(m.group(1), source))
-    _check_literal(source[pos:], source)
+        parts.append(_parse_var(m.group(1)))
+    _check_literal(source[pos:])
     literal.append(source[pos:])
     parts.append("".join(literal))
     return Template(source, [p for p in parts if p != ""])
