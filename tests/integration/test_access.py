@@ -266,3 +266,23 @@ def test_acl_check_explains_a_decision(tmp_path):
     acl.write_text('[[rules]]\npermission = "allow"\naction = "all"\ntopics = ["a/#/b"]\n')
     out = run_cli(["acl", "check", "--file", str(acl), "publish", "a"])
     assert out.returncode == 2 and "$.rules[0].topics[0]: 'a/#/b' is invalid" in out.stderr
+
+
+def test_retained_messages_respect_the_acl(secured, raw, uid):
+    """A denied retained PUBLISH is not retained; a denied subscription gets no retained message."""
+    b, _, _ = secured
+    root, rc = _connect(raw, b, 5, f"{uid}-root", "root", b"root-pw")
+    assert rc == 0
+    root.publish(f"secret/{uid}", b"kept", qos=1, retain=True)  # a superuser may
+    bob, rc = _connect(raw, b, 5, f"{uid}-bob", "bob", b"bob-pw")
+    assert rc == 0
+    bob.send(publish_packet(f"users/alice/{uid}", b"forged", qos=1, pid=3, retain=True))
+    assert parse_ack(bob.expect(PUBACK)) == (3, 0x87)
+    alice, rc = _connect(raw, b, 5, f"{uid}-alice", "alice", b"alice-pw")
+    assert rc == 0
+    assert alice.subscribe([(f"secret/{uid}", 1), (f"users/alice/{uid}", 1)]) == [0x87, 1]
+    # Nothing retained arrives: the secret one is behind a denied subscription, bob's was never kept.
+    alice.send(publish_packet(f"users/alice/{uid}", b"marker", version=5))
+    got = parse_publish(alice.expect(PUBLISH))
+    assert got.payload == b"marker" and not got.retain
+    assert b.stats()["retained"] == 1
