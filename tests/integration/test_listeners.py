@@ -31,7 +31,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
-from tests.conftest import run_cli, wait_until
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -43,6 +42,8 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
+
+from conftest import run_cli, wait_until
 
 from . import rawmqtt as rm
 from .receiver import Receiver, Receivers
