@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXT := src/mqhook/.ext-built
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench fuzz clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,27 @@ lint: $(STAMP)
 
 bench: $(EXT)
 	$(BIN)/pytest bench --benchmark-only
+
+# The long fuzz run (tests/fuzz; README "Reliability"), about 25 minutes with the defaults: each atheris
+# target (codec, ws, http) for FUZZ_TIME seconds on raw bytes, its corpus kept in FUZZ_DIR/corpus/TARGET
+# (seeded on the first run, growing across runs), a crash written to FUZZ_DIR/crashes/TARGET/crash-<sha1>;
+# then the hypothesis fuzz tests with FUZZ_SCALE times their examples. Reproduce a crash with
+#   .venv/bin/python tests/fuzz/atheris_fuzz.py TARGET build/fuzz/crashes/TARGET/crash-<sha1>
+# and a hypothesis failure with the @reproduce_failure line it prints.
+FUZZ_TIME ?= 300
+FUZZ_SCALE ?= 20
+FUZZ_DIR ?= build/fuzz
+FUZZ_TARGETS ?= codec ws http
+
+fuzz: $(EXT)
+	$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/python -m pip install -q -e '.[test,fuzz]'
+	set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/crashes/$$t; \
+		echo "fuzz: $$t for $(FUZZ_TIME)s, corpus $(FUZZ_DIR)/corpus/$$t"; \
+		$(BIN)/python tests/fuzz/atheris_fuzz.py $$t $(FUZZ_DIR)/corpus/$$t -artifact_prefix=$(FUZZ_DIR)/crashes/$$t/ \
+			-max_total_time=$(FUZZ_TIME) -rss_limit_mb=2048 -timeout=10 -print_final_stats=1; \
+	done
+	MQHOOK_FUZZ_SCALE=$(FUZZ_SCALE) $(BIN)/pytest tests/fuzz -q -p no:cacheprovider --timeout=0 -k 'not atheris'
 
 clean:
 	rm -rf build $(VENV) src/mqhook/*.so ext/*.c $(EXT)

@@ -9,7 +9,11 @@ Scenarios, each against a fresh ``mqhook run`` process, back to back in one run 
 1. ``baseline``: no webhook; N QoS 0 publishes, 1 publisher -> 1 subscriber;
 2. ``unrelated``: a webhook on ``message.publish`` for ``nobody/#`` only (should cost ~nothing);
 3. ``batch1``: a webhook on every publish, ``batch_size`` 1 (``--messages-b1`` messages, fewer);
-4. ``batch100``: the same with ``batch_size`` 100, ``batch_time`` "5ms", all N messages.
+4. ``batch100``: the same with ``batch_size`` 100, ``batch_time`` "5ms", all N messages;
+5. ``durable100``: scenario 4 with ``durable = true`` (``fsync = "interval"``, 10 ms group commit):
+   the spool on disk beside the same webhook; the run prints its events/s over scenario 4's
+   (the durable webhook must keep >= 50% of the memory one's rate);
+6. ``durable100_always``: the same with ``fsync = "always"`` (a sync per loop turn, on the loop).
 
 The machine is shared and noisy, so the figures that matter are ratios to the baseline of the same
 run: every scenario runs between two baseline runs (B 2 B 3 B 4 B 2 B ...; ``--repeat`` passes) and
@@ -141,6 +145,27 @@ def scenarios(args: argparse.Namespace) -> list[dict[str, Any]]:
             "title": '4 webhook batch_size 100 "5ms"',
             "messages": args.messages,
             "webhook": {**hook, "topics": ["#"], "batch_size": 100, "batch_time": "5ms"},
+            "events_expected": args.messages,
+        },
+        {
+            "key": "durable100",
+            "title": '5 durable batch_size 100 fsync "interval"',
+            "messages": args.messages,
+            "webhook": {**hook, "topics": ["#"], "batch_size": 100, "batch_time": "5ms", "durable": True},
+            "events_expected": args.messages,
+        },
+        {
+            "key": "durable100_always",
+            "title": '6 durable batch_size 100 fsync "always"',
+            "messages": args.messages,
+            "webhook": {
+                **hook,
+                "topics": ["#"],
+                "batch_size": 100,
+                "batch_time": "5ms",
+                "durable": True,
+                "fsync": "always",
+            },
             "events_expected": args.messages,
         },
     ]
@@ -461,7 +486,12 @@ OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
     ("--stall", float, 10.0, "seconds without progress that count as a stall"),
     ("--stall-webhook", float, 30.0, "--stall in scenarios 3-4, where backpressure may pause the publisher"),
     ("--scenario-timeout", float, 90.0, "hard cap per scenario run, seconds"),
-    ("--only", str, "", "comma-separated scenario keys: baseline,unrelated,batch1,batch100 (default all)"),
+    (
+        "--only",
+        str,
+        "",
+        "comma-separated scenario keys: baseline,unrelated,batch1,batch100,durable100,durable100_always (default all)",
+    ),
     ("--budget", float, 170.0, "start no new scenario after this many seconds (the run ends on a baseline)"),
     ("--json", str, None, "write every figure and raw counter to this file"),
 )
@@ -533,6 +563,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(rows) if rows else "no scenario completed")
     print()
+    mem = next((r for r in rows if r["key"] == "batch100"), None)
+    for key in ("durable100", "durable100_always"):
+        dur = next((r for r in rows if r["key"] == key), None)
+        if mem is not None and dur is not None and mem.get("events_per_s") and dur.get("events_per_s"):
+            ratio = dur["events_per_s"] / mem["events_per_s"]
+            print(f"{key} / batch100 events/s: {ratio:.2f} ({dur['events_per_s']:,.0f} / {mem['events_per_s']:,.0f})")
     b1 = next((r for r in rows if r["key"] == "batch1"), None)
     if b1 is not None and b1["messages"] != args.messages:
         print(f"note: scenario 3 (batch_size 1) ran {b1['messages']} messages, not {args.messages} (--messages-b1)")

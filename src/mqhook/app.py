@@ -27,6 +27,8 @@ from mqhook.config import Config, allows_anonymous, parse_bind
 from mqhook.errors import ConfigError, MqhookError
 from mqhook.events.router import EventRouter
 from mqhook.metrics import LoopLag, build_registry
+from mqhook.persist.service import DurableSessions
+from mqhook.persist.store import SessionStoreError
 from mqhook.server.limits import auto_max_connections, raise_open_file_limit
 from mqhook.server.listeners import EdgeStats, Listener, listeners_of
 from mqhook.webhook.manager import WebhookManager
@@ -71,8 +73,11 @@ class App:
         self.stats = EdgeStats()  # the broker's counters and each listener's
         self.broker: Broker | None = None
         self.events: EventRouter | None = None
-        self.webhooks = WebhookManager(config.webhooks, config.node, drain_timeout=WEBHOOK_DRAIN_SECONDS)
+        self.webhooks = WebhookManager(
+            config.webhooks, config.node, drain_timeout=WEBHOOK_DRAIN_SECONDS, data_dir=config.data_dir
+        )
         self.admin: AdminContext | None = None
+        self.durable: DurableSessions | None = None  # mqtt.durable_sessions: the session store
         self.authenticator: FileAuthenticator | None = None
         self.authorizer: FileAuthorizer | DefaultAuthorizer | None = None
         self._auth_pool: ThreadPoolExecutor | None = None
@@ -105,6 +110,9 @@ class App:
             self.config.node, self.broker.hooks, self.broker.backpressure, self.webhooks.consumers
         )
         self.webhooks.on_change = lambda: events.set_consumers(self.webhooks.consumers)
+        if self.config.mqtt.durable_sessions:  # sessions and retained messages back before anyone connects
+            self.durable = DurableSessions(self.broker, self.config.data_dir)
+            await self.durable.restore()
         await self._start_listeners()
         self.loop_lag.start(loop)
         self.admin.start(loop)
@@ -181,8 +189,16 @@ class App:
             listener.close()
         if self.broker is not None:
             self.broker.shutdown()
-        # Events already queued get a bounded chance to leave before the process ends.
+        if self.durable is not None:  # the sessions as the connections left them, before the webhooks drain
+            await self.durable.flush()
+        # Events already queued get a bounded chance to leave before the process ends; what a memory
+        # webhook still holds then is dropped (logged, counted stopped), a durable one's stays spooled.
+        queued = sum(w.queuing + w.inflight_events for w in self.webhooks)
+        if queued:
+            log.info("delivering %d queued webhook event(s) for up to %gs", queued, WEBHOOK_DRAIN_SECONDS)
         await self.webhooks.close(drain_timeout=WEBHOOK_DRAIN_SECONDS)
+        if self.durable is not None:  # and what timers changed meanwhile (expiries, delayed wills)
+            await self.durable.close()
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
         if self.admin is not None:
@@ -225,7 +241,7 @@ def run(config: Config) -> int:
         runner = uvloop.run
     try:
         runner(serve(config))
-    except (ListenError, StoreError) as exc:
+    except (ListenError, StoreError, SessionStoreError) as exc:
         print(f"mqhook: {exc}", file=sys.stderr)
         return 1
     except ConfigError as exc:  # a file the config names (password file, ACL) is missing or invalid

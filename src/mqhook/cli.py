@@ -1,5 +1,5 @@
 """Command line: ``mqhook run`` (the daemon), ``mqhook admin passwd``, ``mqhook sink``,
-``mqhook bench`` and ``mqhook version``."""
+``mqhook deadletters``, ``mqhook bench`` and ``mqhook version``."""
 
 from __future__ import annotations
 
@@ -51,6 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--ipaddr", default="127.0.0.1")
     check.add_argument("action", choices=["publish", "subscribe"])
     check.add_argument("topic")
+    dead = sub.add_parser(
+        "deadletters",
+        help="list, replay or purge a webhook's dead letters (files while mqhook is stopped, or --api)",
+    )
+    dead.add_argument("action", choices=["list", "replay", "purge"])
+    dead.add_argument("webhook", help="the webhook's name")
+    dead.add_argument("--data-dir", metavar="DIR", help="the daemon's data directory (default: the config's)")
+    dead.add_argument("--config", metavar="FILE", help="TOML config file (for its data_dir)")
+    dead.add_argument("--since", metavar="T", help="given up at or after T (unix seconds or ISO 8601)")
+    dead.add_argument("--until", metavar="T", help="given up before T (unix seconds or ISO 8601)")
+    dead.add_argument("--api", metavar="URL", help="a running daemon's admin URL, e.g. http://127.0.0.1:18083")
+    dead.add_argument("--api-key", metavar="KEY:SECRET", help="an API key for --api (POST /api/v1/api_keys)")
     sink = sub.add_parser("sink", help="a little webhook receiver: prints every body, answers 200")
     sink.add_argument("--host", default="127.0.0.1")
     sink.add_argument("--port", type=int, default=5000)
@@ -156,6 +168,102 @@ def _admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deadletters_api(args: argparse.Namespace) -> int:
+    """Through a running daemon's REST API (``/api/v1/webhooks/{name}/deadletters``)."""
+    import base64
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    query = urllib.parse.urlencode({k: v for k, v in (("since", args.since), ("until", args.until)) if v})
+    path = f"/api/v1/webhooks/{urllib.parse.quote(args.webhook, safe='')}/deadletters"
+    method = {"list": "GET", "replay": "POST", "purge": "DELETE"}[args.action]
+    if args.action == "replay":
+        path += "/replay"
+    if args.action == "list":
+        query += ("&" if query else "") + "limit=10000"
+    req = urllib.request.Request(args.api.rstrip("/") + path + (f"?{query}" if query else ""), method=method)
+    if args.api_key:
+        req.add_header("Authorization", "Basic " + base64.b64encode(args.api_key.encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            body = json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        print(f"mqhook deadletters: {exc.code}: {exc.read().decode(errors='replace')}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"mqhook deadletters: {args.api}: {exc}", file=sys.stderr)
+        return 1
+    if args.action == "list":
+        for item in body["data"]:
+            print(json.dumps(item, separators=(",", ":")))
+        print(f"{body['meta']['count']} dead letter(s)", file=sys.stderr)
+    else:
+        print(json.dumps(body), file=sys.stderr)
+    return 0
+
+
+def _deadletters(args: argparse.Namespace) -> int:
+    """``mqhook deadletters``: with ``--api`` through the running daemon; else on the files, which a
+    running daemon owns: ``list`` reads them at any time, ``replay``/``purge`` need it stopped."""
+    import asyncio
+    import json
+
+    from mqhook import config as config_mod
+    from mqhook.webhook.deadletter import DeadLetters, DeadLettersLocked, as_json, parse_time
+    from mqhook.webhook.spool import Spool, SpoolLocked, spool_dir
+
+    if args.api:
+        return _deadletters_api(args)
+    try:
+        since = None if args.since is None else parse_time(args.since)
+        until = None if args.until is None else parse_time(args.until)
+        data_dir = args.data_dir or config_mod.load(args.config, warn=lambda message: None).data_dir
+    except (ValueError, ConfigError) as exc:
+        print(f"mqhook deadletters: {exc}", file=sys.stderr)
+        return 2
+    where = spool_dir(data_dir, args.webhook)
+    if not (where / "dead.log").exists():
+        print(f"mqhook deadletters: no dead letters for {args.webhook!r} in {where}", file=sys.stderr)
+        return 0 if args.action == "list" else 1
+    try:
+        if args.action == "list":
+            items = DeadLetters(where, 1 << 62, owner=False).select(since, until)
+            for item in items:
+                print(json.dumps(as_json(item), separators=(",", ":")))
+            print(f"{len(items)} dead letter(s)", file=sys.stderr)
+            return 0
+        store = DeadLetters(where, 1 << 62)
+        try:
+            taken = store.take(since, until)
+            if args.action == "replay" and taken:
+                try:
+                    spool = Spool(where, fsync="always")
+                except SpoolLocked:
+                    store.put_back(taken)
+                    raise
+                for _, _, key, data in taken:
+                    spool.append(data, key)
+                asyncio.run(spool.close())
+        finally:
+            store.close()
+    except (DeadLettersLocked, SpoolLocked):
+        print(
+            f"mqhook deadletters: {where} is in use by a running mqhook; use --api URL --api-key KEY:SECRET "
+            "(or the REST API) while it runs",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as exc:
+        print(f"mqhook deadletters: {exc}", file=sys.stderr)
+        return 1
+    done = "put back into the spool (delivered at the next start of a durable webhook)"
+    print(f"mqhook deadletters: {len(taken)} dead letter(s) {done if args.action == 'replay' else 'purged'}",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:  # its own parser, imported only when asked for
@@ -172,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         return _passwd(args)
     if args.command == "acl":
         return _acl_check(args)
+    if args.command == "deadletters":
+        return _deadletters(args)
     if args.command == "sink":
         from mqhook import sink
 

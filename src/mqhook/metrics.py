@@ -174,6 +174,15 @@ WH_SATURATED = _g("mqhook_webhook_saturated", "1 while backpressure pauses publi
 WH_LAST_ERROR = _g(
     "mqhook_webhook_last_error_timestamp_seconds", "Unix time of the last failed attempt; 0 if none.", WH
 )
+WH_SPOOL_BYTES = _g("mqhook_webhook_spool_bytes", "Bytes of records in a durable webhook's spool files.", WH)
+WH_SPOOL_CORRUPT = _c(
+    "mqhook_webhook_spool_corrupt_records_total", "Corrupt or cut spool records skipped at start-up.", WH
+)
+WH_DEAD_LETTERS = _g("mqhook_webhook_dead_letters", "Events kept in the webhook's dead-letter store.", WH)
+WH_DEAD_LETTERED = _c("mqhook_webhook_dead_lettered_total", "Events given up and stored as dead letters.", WH)
+WH_DEAD_REFUSED = _c(
+    "mqhook_webhook_dead_letter_refused_total", "Events given up that the full dead-letter store refused.", WH
+)
 WH_REQUEST_SECONDS = _h("mqhook_webhook_request_duration_seconds", "Duration of one HTTP attempt.", WH)
 WH_BATCH_EVENTS = _h("mqhook_webhook_batch_size_events", "Events per request.", WH)
 WH_DELIVERY_SECONDS = _h(
@@ -194,6 +203,11 @@ WEBHOOK_METRICS = (
     WH_INFLIGHT_EVENTS,
     WH_SATURATED,
     WH_LAST_ERROR,
+    WH_SPOOL_BYTES,
+    WH_SPOOL_CORRUPT,
+    WH_DEAD_LETTERS,
+    WH_DEAD_LETTERED,
+    WH_DEAD_REFUSED,
     WH_REQUEST_SECONDS,
     WH_BATCH_EVENTS,
     WH_DELIVERY_SECONDS,
@@ -384,6 +398,12 @@ class MqhookCollector(Collector):
         yield _simple(WH_INFLIGHT_EVENTS, [(k, h.inflight_events) for k, h in pairs])
         yield _simple(WH_SATURATED, [(k, 1 if h.saturated else 0) for k, h in pairs])
         yield _simple(WH_LAST_ERROR, [(k, h.last_error_at or 0.0) for k, h in pairs])
+        stores = [(k, h.stats()) for k, h in pairs]
+        yield _simple(WH_SPOOL_BYTES, [(k, st["spool_bytes"]) for k, st in stores])
+        yield _simple(WH_SPOOL_CORRUPT, [(k, st["spool_corrupt"]) for k, st in stores])
+        yield _simple(WH_DEAD_LETTERS, [(k, st["dead_letters"]) for k, st in stores])
+        yield _simple(WH_DEAD_LETTERED, [(k, h.dead_lettered) for k, h in pairs])
+        yield _simple(WH_DEAD_REFUSED, [(k, h.dead_letter_refused) for k, h in pairs])
         for d, attr in (
             (WH_REQUEST_SECONDS, "request_seconds"),
             (WH_BATCH_EVENTS, "batch_events"),

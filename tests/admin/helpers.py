@@ -51,6 +51,13 @@ DEFAULTS: dict[str, Any] = {
     "overflow": "drop_oldest",
     "ordering": "none",
     "secret": None,
+    "durable": False,
+    "fsync": "interval",
+    "fsync_interval": "10ms",
+    "max_event_age": "24h",
+    "max_spool_bytes": "256MB",
+    "dead_letter": False,
+    "max_dead_letter_bytes": "64MB",
 }
 CONFIG_KEYS = {"name", "url", *DEFAULTS}
 ITEM_KEYS = {"config", "source", "read_only", "created_at", "updated_at", "status", "metrics"}

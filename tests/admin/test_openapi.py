@@ -90,9 +90,11 @@ def test_every_documented_operation_answers(default_broker: Broker, nid: str, mq
     }
     token = fresh_token(b)
 
-    def order(route: tuple[str, str]) -> tuple[int, str, str]:
+    def order(route: tuple[str, str]) -> tuple[int, int, str, str]:
         method, path = route
-        return (2 if path.endswith("/logout") else 1 if method == "DELETE" else 0, path, method)
+        # a DELETE of a sub-resource (a webhook's dead letters) before the DELETE of its parent
+        deeper_first = -path.count("/") if method == "DELETE" else 0
+        return (2 if path.endswith("/logout") else 1 if method == "DELETE" else 0, deeper_first, path, method)
 
     bad = []
     for method, template in sorted(routes, key=order):

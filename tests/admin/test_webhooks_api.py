@@ -100,6 +100,13 @@ def test_create_then_list_and_get_round_trip(wb: Broker, nid: str) -> None:
         "max_buffer_bytes": "1MB",
         "overflow": "drop_new",
         "ordering": "per_client",
+        "durable": True,
+        "fsync": "always",
+        "fsync_interval": "20ms",
+        "max_event_age": "1h",
+        "max_spool_bytes": "2MB",
+        "dead_letter": True,
+        "max_dead_letter_bytes": "1MB",
     }
     assert set(cfg) | {"secret"} == set(DEFAULTS) | {"name", "url"}  # the test sets every field
     t0 = time.time()

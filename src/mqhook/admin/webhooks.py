@@ -1,4 +1,5 @@
-"""``/api/v1/webhooks``: list, create, read, replace, delete, enable/disable, Test, metrics, deliveries.
+"""``/api/v1/webhooks``: list, create, read, replace, delete, enable/disable, Test, metrics, deliveries,
+dead letters (list, replay, purge).
 
 A webhook's JSON is ``WebhookConfig``, the model of a ``[[webhooks]]`` table of the config file.
 Answers never carry a secret in clear (``redact``: ``secret``, secret headers, the URL's password);
@@ -16,8 +17,19 @@ import msgspec
 from aiohttp import web
 
 from mqhook.admin.context import CTX, AdminContext
-from mqhook.admin.http import ApiError, Route, bad_request, decode_body, json_response, not_found, read_json
+from mqhook.admin.http import (
+    ApiError,
+    Param,
+    Route,
+    bad_request,
+    decode_body,
+    json_response,
+    not_found,
+    query_int,
+    read_json,
+)
 from mqhook.schema import enc_hook, encode_json
+from mqhook.webhook.deadletter import as_json, parse_time
 from mqhook.webhook.manager import CONFIG
 from mqhook.webhook.model import WebhookConfig
 from mqhook.webhook.probe import TestResult
@@ -265,6 +277,51 @@ async def deliveries(request: web.Request) -> web.Response:
     return json_response({"data": rows})
 
 
+def _dead_hook(request: web.Request) -> Any:
+    ctx = _ctx(request)
+    hook = ctx.webhooks.get(_existing(ctx, request))
+    assert hook is not None
+    return hook
+
+
+def _time_range(request: web.Request) -> tuple[float | None, float | None]:
+    out: list[float | None] = []
+    for name in ("since", "until"):
+        raw = request.query.get(name)
+        if raw is None or raw == "":
+            out.append(None)
+            continue
+        try:
+            out.append(parse_time(raw))
+        except ValueError:
+            raise bad_request(f"{name}: {raw!r} is invalid; expected unix seconds or an ISO 8601 time", name) from None
+    return out[0], out[1]
+
+
+async def list_dead_letters(request: web.Request) -> web.Response:
+    hook = _dead_hook(request)
+    since, until = _time_range(request)
+    limit = query_int(request, "limit", 100, 1, 10000)
+    items = [] if hook.dead is None else hook.dead.select(since, until)
+    return json_response({"data": [as_json(d) for d in items[:limit]], "meta": {"count": len(items)}})
+
+
+async def replay_dead_letters(request: web.Request) -> web.Response:
+    hook = _dead_hook(request)
+    since, until = _time_range(request)
+    replayed = hook.replay_dead(since, until)
+    return json_response({"replayed": replayed, "left": 0 if hook.dead is None else hook.dead.count})
+
+
+async def purge_dead_letters(request: web.Request) -> web.Response:
+    hook = _dead_hook(request)
+    since, until = _time_range(request)
+    if hook.dead is None:
+        return json_response({"purged": 0, "left": 0})
+    purged = len(hook.dead.take(since, until))
+    return json_response({"purged": purged, "left": hook.dead.count})
+
+
 # -- the OpenAPI side ---------------------------------------------------------------------------------
 
 _METRICS = {"type": "object", "description": "Counters (see docs/api.md METRICS)", "additionalProperties": True}
@@ -302,6 +359,30 @@ _DELIVERIES = {
         }
     },
 }
+_DEAD = {
+    "type": "object",
+    "properties": {
+        "data": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "at": {"type": "number", "description": "when it was given up, unix seconds"},
+                    "reason": {"enum": ["failed", "retries_exhausted", "expired"]},
+                    "clientid": {"type": "string"},
+                    "event": {"type": "object", "additionalProperties": True},
+                },
+            },
+        },
+        "meta": {"type": "object", "properties": {"count": {"type": "integer"}}},
+    },
+}
+_RANGE = (
+    Param("since", {"type": "string"}, "given up at or after: unix seconds or ISO 8601"),
+    Param("until", {"type": "string"}, "given up before: unix seconds or ISO 8601"),
+)
+_REPLAYED = {"type": "object", "properties": {"replayed": {"type": "integer"}, "left": {"type": "integer"}}}
+_PURGED = {"type": "object", "properties": {"purged": {"type": "integer"}, "left": {"type": "integer"}}}
 P = "/api/v1/webhooks"
 T = "webhooks"
 ROUTES = (
@@ -322,4 +403,11 @@ ROUTES = (
           "Start the API's counters of a webhook again from zero (Prometheus keeps counting)", T, ok=204),
     Route("GET", P + "/{name}/deliveries", deliveries, "The last 100 HTTP attempts, newest first", T,
           reply=_DELIVERIES),
+    Route("GET", P + "/{name}/deadletters", list_dead_letters, "The dead letters, oldest first", T,
+          query=(*_RANGE, Param("limit", {"type": "integer", "minimum": 1, "maximum": 10000}, "at most (100)")),
+          reply=_DEAD),
+    Route("POST", P + "/{name}/deadletters/replay", replay_dead_letters,
+          "Put the dead letters (of a time range) back into the webhook's queue", T, query=_RANGE, reply=_REPLAYED),
+    Route("DELETE", P + "/{name}/deadletters", purge_dead_letters, "Delete the dead letters (of a time range)", T,
+          query=_RANGE, reply=_PURGED),
 )  # fmt: skip

@@ -10,7 +10,11 @@ touches the trie or the registry directly. What plugs in from outside, each an a
 - ``backpressure`` (``broker.flow.Backpressure``): consumers that want publishers paused;
 - ``authenticator`` and ``authorizer`` (``broker.auth``): who may connect, publish, subscribe;
 - ``clock``: time and timers (the event loop; a manual clock in tests);
-- ``stats``: the counters (``broker.stats.Stats``), read by the admin API and the metrics.
+- ``stats``: the counters (``broker.stats.Stats``), read by the admin API and the metrics;
+- ``journal`` (``broker.journal.Journal``, with ``mqtt.durable_sessions``): what changed in the
+  persistent sessions and the retained messages since it was last collected, for the store that
+  writes it to disk (``mqhook.persist``); ``restore_session`` and ``restore_retained`` put back what
+  it read at start-up.
 
 The edge (``mqhook.server``) makes one ``Connection`` per accepted socket and talks only to it.
 """
@@ -18,15 +22,17 @@ The edge (``mqhook.server``) makes one ``Connection`` per accepted socket and ta
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mqhook.broker.auth import Authenticator, Authorizer
 from mqhook.broker.connect import NEVER_EXPIRES
 from mqhook.broker.flow import Backpressure
 from mqhook.broker.hooks import Hooks
-from mqhook.broker.message import Message, SubOptions
+from mqhook.broker.journal import Journal
+from mqhook.broker.message import Message, SubIds, SubOptions
 from mqhook.broker.retained import RetainedStore
-from mqhook.broker.session import Session
+from mqhook.broker.session import Outgoing, Session
 from mqhook.errors import ProtocolError
 from mqhook.matcher import TopicTrie
 from mqhook.mqtt import reason as R
@@ -81,6 +87,10 @@ class Broker:
         self.retained = RetainedStore()
         self.sessions: dict[str, Session] = {}
         self.groups: dict[tuple[str, str], SharedGroup] = {}
+        # durable_sessions: the change journal, and its set of changed sessions (every Session holds it
+        # as ``dirty``; None when nothing is persisted, so the hot paths test one attribute).
+        self.journal: Journal | None = Journal(self) if config.durable_sessions else None
+        self.dirty_sessions: set[Session] | None = self.journal.sessions if self.journal is not None else None
         self.connections: set[Connection] = set()
         self.sockets = 0  # MQTT connections open, connected or not (Connection.__init__ .. connection_lost)
         # At most this many sockets; the composition root sets it from the file descriptor limit when
@@ -179,6 +189,8 @@ class Broker:
         if not msg.payload:
             if old is not None and retained.delete(topic):  # an empty retained payload clears [MQTT-3.3.1-10]
                 self.retained_bytes -= len(topic) + len(old.payload)
+                if self.journal is not None:
+                    self.journal.retained.add(topic)
             return
         size = len(topic) + len(msg.payload)
         total = self.retained_bytes + size
@@ -193,6 +205,8 @@ class Broker:
             return
         retained.set(topic, msg)
         self.retained_bytes = total
+        if self.journal is not None:
+            self.journal.retained.add(topic)
 
     def retained_for(self, topic_filter: str) -> list[Message]:
         """Live retained messages matching a filter; expired ones are removed on the way."""
@@ -209,7 +223,17 @@ class Broker:
             old: Any = self.retained.get(topic)
             if old is not None and self.retained.delete(topic):
                 self.retained_bytes -= len(topic) + len(old.payload)
+                if self.journal is not None:
+                    self.journal.retained.add(topic)
         return found
+
+    def restore_retained(self, msg: Message) -> None:
+        """Start-up (durable_sessions): put back a retained message read from disk, unjournaled."""
+        old: Any = self.retained.get(msg.topic)
+        if old is not None:
+            self.retained_bytes -= len(msg.topic) + len(old.payload)
+        self.retained.set(msg.topic, msg)
+        self.retained_bytes += len(msg.topic) + len(msg.payload)
 
     # -- subscriptions --------------------------------------------------------
 
@@ -230,6 +254,8 @@ class Broker:
             group.members.append((session, opts))
         if is_new:
             self.subscription_count += 1
+        if self.journal is not None:
+            self.journal.subscriptions.add(session)
         return is_new
 
     def unsubscribe(self, session: Session, full: str) -> SubOptions | None:
@@ -238,6 +264,8 @@ class Broker:
         if opts is None:
             return None
         self.subscription_count -= 1
+        if self.journal is not None:
+            self.journal.subscriptions.add(session)
         group_name, real = parse_shared(full)
         if group_name is None:
             self.trie.remove(real, session)
@@ -279,7 +307,53 @@ class Broker:
         session = old or Session(self, client_id, expiry)
         session.expiry_interval = expiry
         self.sessions[client_id] = session
+        if session.dirty is not None:
+            session.dirty.add(session)
         return session, present
+
+    def restore_session(
+        self,
+        client_id: str,
+        expiry_interval: int,
+        expires_in: float | None,
+        subscriptions: list[SubOptions],
+        queue: list[tuple[Message, int, bool, SubIds]],
+        first_seq: int,
+        inflight: dict[int, tuple[Message, int, bool, SubIds, int]],
+        awaiting_rel: list[int],
+        will: Will | None = None,
+        will_in: float = 0.0,
+    ) -> Session:
+        """Start-up (durable_sessions): put back an offline session read from disk. Its expiry timer
+        runs on this broker's clock: ``expires_in`` seconds (0 or less: at the first turn of the
+        loop, firing a pending will as any ending session does; None: never). Queued messages keep
+        their order; in-flight ones are resent with DUP (or PUBREL) when the client comes back."""
+        session = Session(self, client_id, expiry_interval)
+        self.sessions[client_id] = session
+        for opts in subscriptions:
+            self.subscribe(session, opts)
+        if queue:
+            session.queue = deque(queue)
+        for pid, (msg, qos, retain, sub_id, state) in inflight.items():
+            out = session.inflight[pid] = Outgoing(msg, qos, retain, sub_id)
+            out.state = state
+        if inflight:
+            top = max(inflight)
+            session.next_pid = top + 1 if top < 65535 else 1
+        if awaiting_rel:
+            session.awaiting_rel = set(awaiting_rel)
+        session.q_tail = first_seq + len(queue)
+        if will is not None:
+            session.will = will
+            session.will_at = self.clock.time() + will_in
+            session.will_timer = self.clock.call_later(max(will_in, 0.0), self.fire_will, session)
+        if expires_in is not None:
+            expires_in = max(expires_in, 0.0)
+            session.expiry_at = self.clock.time() + expires_in
+            session.expiry_timer = self.clock.call_later(expires_in, self._expire, session)
+        if self.journal is not None:
+            self.journal.adopt(session, first_seq)
+        return session
 
     def detach(self, session: Session, conn: Connection) -> None:
         """A connection ended: keep the session for its expiry interval, or end it now."""
@@ -287,9 +361,12 @@ class Broker:
             return  # already taken over by a newer connection
         session.conn = None
         session.release_publishers()  # an offline subscriber's queue takes what comes; nobody waits for it
+        if session.dirty is not None:
+            session.dirty.add(session)
         if session.expiry_interval == 0:
             self.end_session(session)
         elif session.expiry_interval != NEVER_EXPIRES:
+            session.expiry_at = self.clock.time() + session.expiry_interval
             session.expiry_timer = self.clock.call_later(session.expiry_interval, self._expire, session)
 
     def _expire(self, session: Session) -> None:
@@ -299,6 +376,8 @@ class Broker:
 
     def end_session(self, session: Session) -> None:
         """Drop all state of a session; a delayed will is published now [MQTT-3.1.3-9]."""
+        if session.dirty is not None:
+            session.dirty.add(session)
         for full in list(session.subscriptions):
             self.unsubscribe(session, full)
         session.clear_flows()
@@ -309,8 +388,11 @@ class Broker:
 
     # -- wills ----------------------------------------------------------------
 
-    def schedule_will(self, session: Session, will: Will, delay: int) -> None:
+    def schedule_will(self, session: Session, will: Will, delay: float) -> None:
         session.will = will
+        session.will_at = self.clock.time() + delay
+        if session.dirty is not None:
+            session.dirty.add(session)
         if delay <= 0:
             self.fire_will(session)
         else:
@@ -321,6 +403,8 @@ class Broker:
         if session.will_timer is not None:
             session.will_timer.cancel()
             session.will_timer = None
+        if session.will is not None and session.dirty is not None:
+            session.dirty.add(session)
         session.will = None
 
     def fire_will(self, session: Session) -> None:
@@ -331,6 +415,8 @@ class Broker:
         session.will = None
         if will is None:
             return
+        if session.dirty is not None:
+            session.dirty.add(session)
         props = {k: v for k, v in will.properties.items() if k != "Will-Delay-Interval"}
         expiry = props.get("Message-Expiry-Interval")
         expiry_at = self.clock.time() + expiry if expiry is not None else None
@@ -401,6 +487,8 @@ class Broker:
             "paused_write_buffer_full": self.flow_gauges["write_buffer_full"],
             "paused_rate_limit": self.flow_gauges["rate_limit"],
             "subscribers_behind": self.flow_gauges["subscribers_behind"],
+            # durable_sessions: sessions and retained topics changed and not yet written (0 when off)
+            "durable_unflushed": self.journal.unflushed if self.journal is not None else 0,
         }
 
     def kick(self, client_id: str) -> bool:

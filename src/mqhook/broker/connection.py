@@ -533,6 +533,8 @@ class Connection:
             if not isinstance(awaiting, set):
                 awaiting = session.awaiting_rel = set()  # the shared empty frozenset is never written
             awaiting.add(pid)
+            if session.dirty is not None:
+                session.dirty.add(session)
             self._send(P.Pubrec(pid, R.NO_MATCHING_SUBSCRIBERS if n == 0 and self.v5 else R.SUCCESS))
         if backpressure.fed is not None and self._held is None:
             self._start_holding(backpressure.fed)
@@ -706,6 +708,8 @@ class Connection:
         awaiting = self.session.awaiting_rel
         if p.packet_id in awaiting and isinstance(awaiting, set):
             awaiting.discard(p.packet_id)
+            if self.session.dirty is not None:
+                self.session.dirty.add(self.session)
             self._send(P.Pubcomp(p.packet_id))
         else:
             self._send(P.Pubcomp(p.packet_id, R.PACKET_IDENTIFIER_NOT_FOUND))

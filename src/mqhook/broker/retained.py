@@ -124,6 +124,12 @@ class RetainedStore:
                     stack.append((exact, i + 1))
         return iter(found)
 
+    def all(self) -> list[object]:
+        """Every retained message, ``$`` topics included, in no particular order."""
+        found: list[object] = []
+        _collect_subtree(self._root, found, skip_dollar=False)
+        return found
+
 
 def _collect_subtree(node: _Node, found: list[object], skip_dollar: bool) -> None:
     """Append every message below ``node`` (not ``node``'s own) to ``found``."""

@@ -65,16 +65,20 @@ class Session:
         "client_id",
         "client_info",
         "conn",
+        "dirty",
+        "expiry_at",
         "expiry_interval",
         "expiry_timer",
         "inflight",
         "inflight_max",
         "max_queued",
         "next_pid",
+        "q_tail",
         "queue",
         "stats",
         "subscriptions",
         "will",
+        "will_at",
         "will_timer",
     )
 
@@ -98,8 +102,15 @@ class Session:
         self.awaiting_rel: set[int] | frozenset[int] = _NO_IDS
         self.next_pid = 1
         self.expiry_timer: Any = None
+        self.expiry_at: float | None = None  # offline: when the session expires (broker clock), None: never
         self.will: Will | None = None  # a delayed will waiting to be published
+        self.will_at = 0.0  # when that will is due (broker clock)
         self.will_timer: Any = None
+        # durable_sessions (broker.journal): the journal's set of sessions whose state changed since its
+        # last collect, None when nothing is persisted; and how many entries the queue ever took, so the
+        # journal knows each entry's sequence number (the queue is FIFO: head = q_tail - len(queue)).
+        self.dirty: set[Session] | None = broker.dirty_sessions
+        self.q_tail = 0
         self._holding = False  # holds Backpressure: its publishers wait
         self._hold_at = 1  # queued messages from which it holds (set when a connection attaches)
         self._behind = False  # held past flow_control_timeout: does not hold again until its queue empties
@@ -129,6 +140,10 @@ class Session:
             self.dropped(msg, qos, "queue_full" if qos else "qos0_msg")
             return
         queue.append((msg, qos, retain, sub_id))
+        self.q_tail += 1
+        dirty = self.dirty
+        if dirty is not None:
+            dirty.add(self)
         if qos and conn is not None:
             if self._holding:
                 self.broker.backpressure.note_fed(self)
@@ -178,6 +193,9 @@ class Session:
 
     def _send_inflight(self, conn: Connection, msg: Message, qos: int, retain: bool, sub_id: SubIds) -> None:
         inflight = self.inflight
+        dirty = self.dirty
+        if dirty is not None:
+            dirty.add(self)
         # The next packet id not in flight, from next_pid on (wrapping at 65535).
         pid = self.next_pid
         while pid in inflight:
@@ -230,6 +248,9 @@ class Session:
         if self.backlog is not None and not self._drain_backlog(conn):
             return
         queue = self.queue
+        dirty = self.dirty
+        if queue and dirty is not None:
+            dirty.add(self)
         inflight = self.inflight
         while queue and not conn.saturated:
             msg, qos, retain, sub_id = queue[0]
@@ -255,6 +276,9 @@ class Session:
         if entry is None or entry.qos != 1:
             return None
         del inflight[pid]
+        dirty = self.dirty
+        if dirty is not None:
+            dirty.add(self)
         self.drain()
         return entry
 
@@ -263,6 +287,9 @@ class Session:
         entry = self.inflight.get(pid)
         if entry is None or entry.qos != 2:
             return False
+        dirty = self.dirty
+        if dirty is not None:
+            dirty.add(self)
         if failed:
             del self.inflight[pid]
             self.drain()
@@ -276,6 +303,9 @@ class Session:
         if entry is None or entry.state != AWAIT_COMP:
             return None
         del self.inflight[pid]
+        dirty = self.dirty
+        if dirty is not None:
+            dirty.add(self)
         self.drain()
         return entry
 
@@ -284,6 +314,9 @@ class Session:
     def resume(self, conn: Connection) -> None:
         """Attach a new connection: resend unacknowledged flows with DUP [MQTT-4.4.0-1], then drain."""
         self.conn = conn
+        self.expiry_at = None
+        if self.dirty is not None:
+            self.dirty.add(self)
         # Queued messages from which it holds its publishers: one window, and at most half of the
         # queue's bound, so that it holds before it drops.
         self._hold_at = max(1, min(self.inflight_max, self.max_queued // 2))
@@ -295,6 +328,8 @@ class Session:
         self.drain()
 
     def clear_flows(self) -> None:
+        if self.dirty is not None:
+            self.dirty.add(self)
         self.release_publishers()
         self.inflight.clear()
         self.queue = None

@@ -60,6 +60,16 @@ LIMITS = (
     "login_failures_per_address",  # a CONNECT refused unchecked: 5 failed logins from its address this minute
 )
 
+# mqtt.durable_sessions: counters of the session store (zero when it is off).
+DURABLE_COUNTERS = (
+    "flushes",  # batches written
+    "changes_flushed",  # change records in them (see broker.journal)
+    "flush_errors",  # batches that failed to write (everything is written again next time)
+    "restored_sessions",  # sessions read back at start-up
+    "restored_retained",  # retained messages read back at start-up
+    "expired_at_restore",  # sessions whose expiry passed while the broker was down
+)
+
 
 class Stats:
     """Every counter of one broker. Attribute reads and ``+= 1`` only; see ``snapshot``."""
@@ -80,6 +90,9 @@ class Stats:
         # Authorization decisions by action; each list is [deny, allow] (index = allowed).
         self.authz: dict[str, list[int]] = {action: [0, 0] for action in AUTHZ_ACTIONS}
         self.limits = dict.fromkeys(LIMITS, 0)  # times each limit bit (see LIMITS)
+        # mqtt.durable_sessions (mqhook.persist): batches written to data_dir/sessions.db, the change
+        # records they held, writes that failed, and what the last start-up restored.
+        self.durable = dict.fromkeys(DURABLE_COUNTERS, 0)
 
     def count_disconnect(self, reason: str) -> None:
         self.disconnects[reason] = self.disconnects.get(reason, 0) + 1
@@ -107,4 +120,5 @@ class Stats:
             "flow_control_timeouts": self.flow_control_timeouts,
             "authorization": {a: {"allow": n[1], "deny": n[0]} for a, n in self.authz.items()},
             "limits": dict(self.limits),
+            "durable_sessions": dict(self.durable),
         }

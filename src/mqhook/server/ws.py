@@ -107,6 +107,9 @@ class WsProtocol(MqttProtocol):
         except RemoteProtocolError as exc:  # a broken HTTP request
             self._reject(400, f"expected a WebSocket upgrade on {self._path}: {exc}")
             return
+        except UnicodeError as exc:  # wsproto decodes Host as IDNA, Connection and Sec-WebSocket-* as ASCII
+            self._reject(400, f"a WebSocket upgrade header that does not decode: {exc}")
+            return
         except LocalProtocolError:
             return
         self._pump()

@@ -8,9 +8,12 @@ and ``requests`` which count HTTP requests (a batch is one request). The invaria
 Drop reasons (EMQX adds ``expired``/``resource_stopped``; ours say what happened):
 
 - ``queue_full``: the queue was at ``max_queued_events`` or ``max_buffer_bytes``;
-- ``retries_exhausted``: still failing with a retriable outcome after ``max_retries`` retries;
+- ``retries_exhausted``: still failing with a retriable outcome after ``max_retries`` retries
+  (memory webhooks with ``overflow`` ``drop_oldest`` or ``drop_new``; backpressure retries on);
+- ``expired``: a durable webhook's event still failing when older than ``max_event_age``;
 - ``request_refused``: the request could not be built (a header rendered CR/LF/NUL), not sent;
-- ``stopped``: the webhook was closed before the event could be delivered.
+- ``stopped``: the webhook was closed before the event could be delivered (a memory webhook; a
+  durable one keeps such events in its spool).
 
 For Prometheus (``mqhook.metrics`` reads these at scrape time): ``outcomes`` counts HTTP attempts
 by outcome (``OUTCOMES``), and three ``Histogram``s are updated once per request, never per event:
@@ -25,7 +28,7 @@ from bisect import bisect_left
 from collections import deque
 from typing import Any
 
-DROP_REASONS = ("queue_full", "retries_exhausted", "request_refused", "stopped")
+DROP_REASONS = ("queue_full", "retries_exhausted", "expired", "request_refused", "stopped")
 # One HTTP attempt's outcome: the status class, or why there was no status. ``other_status`` is a
 # status outside 200-599 (1xx is never final: the client skips interim replies; a broken server may send 600-999).
 OUTCOMES = ("2xx", "3xx", "4xx", "5xx", "other_status", "timeout", "connection_error")

@@ -13,7 +13,11 @@ in the same loop step, so no event is routed to a webhook that is gone or missed
   its bounds allow, ``Webhook.hand_over``); the old one's requests in flight finish on the old
   settings for up to ``drain_timeout`` s in the background and are counted on the new one;
 - ``remove``: the webhook takes no more events and delivers what it has queued for up to
-  ``drain_timeout`` s in the background; the rest is counted ``stopped``.
+  ``drain_timeout`` s in the background; the rest is counted ``stopped`` (a durable webhook's
+  spool files are deleted with it; its dead letters stay on disk for ``mqhook deadletters``).
+
+Durable webhooks keep their spool across ``replace`` (the new ``Webhook`` gets the same ``Spool``
+and ``DeadLetters`` objects: one owner of the files at a time) and across restarts (``data_dir``).
 
 Each webhook has a ``source``: ``"config"`` (the config file, read-only over the API) or ``"api"``.
 """
@@ -42,8 +46,15 @@ DRAIN_SECONDS = 5.0
 class WebhookManager:
     """Every webhook, by name (in the order they were added)."""
 
-    def __init__(self, configs: Iterable[WebhookConfig], node: str, drain_timeout: float = DRAIN_SECONDS) -> None:
+    def __init__(
+        self,
+        configs: Iterable[WebhookConfig],
+        node: str,
+        drain_timeout: float = DRAIN_SECONDS,
+        data_dir: str | None = None,
+    ) -> None:
         self.node = node
+        self.data_dir = data_dir
         self.drain_timeout = drain_timeout
         self.on_change: Callable[[], None] | None = None
         self._hooks: dict[str, Webhook] = {}
@@ -54,7 +65,7 @@ class WebhookManager:
         for i, cfg in enumerate(configs):
             if cfg.name in self._hooks:
                 raise ConfigError(f"$.webhooks[{i}].name: {cfg.name!r} is invalid; expected a name not used before")
-            self._hooks[cfg.name] = Webhook(cfg)
+            self._hooks[cfg.name] = Webhook(cfg, data_dir=data_dir)
             self._sources[cfg.name] = CONFIG
 
     @property
@@ -97,7 +108,7 @@ class WebhookManager:
         """A new webhook, started if enabled; ConfigError if the name is taken."""
         if cfg.name in self._hooks:
             raise ConfigError(f"name: {cfg.name!r} is already the name of a webhook")
-        hook = Webhook(cfg)
+        hook = Webhook(cfg, data_dir=self.data_dir)
         self._hooks[cfg.name] = hook
         self._sources[cfg.name] = source
         if cfg.enable and self._loop is not None:
@@ -108,7 +119,12 @@ class WebhookManager:
     def replace(self, cfg: WebhookConfig) -> Webhook:
         """The webhook ``cfg.name`` with new settings (see the module docstring); KeyError if unknown."""
         old = self._hooks[cfg.name]
-        new = Webhook(cfg)
+        new = Webhook(
+            cfg,
+            data_dir=self.data_dir,
+            spool=old.spool if cfg.durable else None,
+            dead=old.dead if cfg.dead_letter else None,
+        )
         self._hooks[cfg.name] = new
         self._changed()  # the old one is no longer a consumer: nothing more arrives there
         moved = old.hand_over(new)
@@ -133,7 +149,7 @@ class WebhookManager:
         """Let ``hook`` finish (``retire`` after a hand-over, else ``close``) without waiting for it."""
         if self._loop is None:
             return
-        work = hook.retire(self.drain_timeout) if handed_over else hook.close(self.drain_timeout)
+        work = hook.retire(self.drain_timeout) if handed_over else hook.close(self.drain_timeout, discard=True)
         task = self._loop.create_task(work)
         self._leaving[task] = (hook, handed_over)
         task.add_done_callback(lambda t: self._leaving.pop(t, None))

@@ -73,6 +73,7 @@ class Method(enum.StrEnum):
 PayloadEncoding = Literal["plain", "base64"]
 Overflow = Literal["drop_oldest", "drop_new", "backpressure"]
 Ordering = Literal["none", "per_client"]
+Fsync = Literal["interval", "always", "never"]
 
 
 class Timeout(Duration, gt=0):
@@ -142,6 +143,15 @@ class WebhookConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     overflow: Overflow = "drop_oldest"
     ordering: Ordering = "none"
     secret: str | None = None
+    # Durability (README "Reliability"): the spool on disk, its group commit, how long an event is
+    # retried, and the dead letters.
+    durable: bool = False
+    fsync: Fsync = "interval"
+    fsync_interval: Timeout = Timeout("10ms")
+    max_event_age: Timeout = Timeout("24h")
+    max_spool_bytes: BufferSize = BufferSize("256MB")
+    dead_letter: bool = False
+    max_dead_letter_bytes: BufferSize = BufferSize("64MB")
 
     def __post_init__(self) -> None:
         _check_identity(self)
@@ -187,6 +197,14 @@ class WebhookConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     @property
     def max_buffer_bytes_n(self) -> int:
         return self.max_buffer_bytes.bytes
+
+    @property
+    def max_spool_bytes_n(self) -> int:
+        return self.max_spool_bytes.bytes
+
+    @property
+    def max_dead_letter_bytes_n(self) -> int:
+        return self.max_dead_letter_bytes.bytes
 
     @property
     def secret_key(self) -> bytes | None:

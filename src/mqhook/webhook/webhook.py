@@ -21,13 +21,23 @@ connections, each attempt bounded by ``request_timeout`` and its connect by ``co
    clientid, so one client's events are never sent before its earlier ones complete, while other
    clients proceed (EMQX needs ``inflight_window = 1`` for that, globally);
 4. retries per ``request.classify`` with ``request.backoff_delay`` up to ``max_retries``; every event
-   ends counted as success, failed or dropped by reason (never silently lost).
+   ends counted as success, failed or dropped by reason (never silently lost). With ``overflow =
+   "backpressure"`` retriable outcomes are retried without a limit (the queue's bound then pauses
+   the publishers: nothing is dropped while mqhook runs); a ``durable`` webhook retries them until
+   the batch's oldest event is older than ``max_event_age`` (``dropped.expired``).
+
+Durable webhooks (``durable = true``) queue into a ``spool.SpoolQueue`` (events on disk until done)
+and send a ``webhook-id`` made of the spool's identity and position, the same after a restart.
+With ``dead_letter = true`` the events given up (``failed``, ``retries_exhausted``, ``expired``)
+also go to the ``deadletter.DeadLetters`` store, counted ``dead_lettered`` (or
+``dead_letter_refused`` when it is full).
 
 A request task that finishes sends the next full batch itself (no sender wake-up, no new task:
 under load every request then costs one loop step fewer).
 
 ``close(drain_timeout)`` refuses new events, stops the sender from lingering, lets it send what it
-can within the timeout, then cancels; whatever is left is counted ``dropped["stopped"]``.
+can within the timeout, then cancels; whatever is left is counted ``dropped["stopped"]`` and
+logged (a durable webhook leaves it in its spool for the next start, and logs that).
 
 Counters are plain ints on the webhook (``webhook.success``...; see ``counters.Counters``). Metrics,
 once per request (never per event): ``batch_events`` when a request is built, ``outcomes`` and
@@ -40,11 +50,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
+from mqhook.errors import ConfigError
 from mqhook.webhook.counters import Counters
+from mqhook.webhook.deadletter import DeadLetters
 from mqhook.webhook.http import HttpClient
 from mqhook.webhook.model import WebhookConfig
 from mqhook.webhook.queue import NEVER, Entry, EventQueue, MemoryQueue
@@ -62,11 +75,13 @@ from mqhook.webhook.request import (
     retry_statuses,
     send_once,
 )
+from mqhook.webhook.spool import Spool, SpoolQueue, spool_dir
 
 __all__ = ["Webhook"]
 
 log = logging.getLogger(__name__)
 EXHAUSTED = "retries_exhausted"
+EXPIRED = "expired"
 
 Taken = tuple[Request, list[Entry], "set[str] | None"]  # a request, its events, the clientids it holds
 
@@ -87,14 +102,18 @@ class Webhook(Counters):
         "_closed",
         "_closing",
         "_counts",
+        "_durable",
         "_failing",
+        "_left_spooled",
         "_linger",
+        "_max_age",
         "_max_retries",
         "_per_client",
         "_pool",
         "_progress",
         "_queue",
         "_relief",
+        "_retry_forever",
         "_retry_on",
         "_sender",
         "_sending",
@@ -102,15 +121,28 @@ class Webhook(Counters):
         "_wake_on_done",
         "_window",
         "config",
+        "dead",
+        "dead_letter_refused",
+        "dead_lettered",
         "events",
         "name",
         "payload_encoding",
         "rule_id",
         "saturated",
+        "spool",
         "topics",
     )
 
-    def __init__(self, cfg: WebhookConfig, queue: EventQueue | None = None) -> None:
+    def __init__(
+        self,
+        cfg: WebhookConfig,
+        queue: EventQueue | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        spool: Spool | None = None,
+        dead: DeadLetters | None = None,
+    ) -> None:
+        """``data_dir`` holds the spool and dead letters (``durable``, ``dead_letter``); ``spool`` and
+        ``dead`` are those of the webhook this one replaces (``WebhookManager.replace``)."""
         super().__init__()
         self.config = cfg
         self.name = cfg.name
@@ -118,7 +150,34 @@ class Webhook(Counters):
         self.topics: tuple[str, ...] = tuple(cfg.topics)
         self.payload_encoding: str = cfg.payload_encoding
         self.rule_id = cfg.rule_id
-        self._queue = queue or MemoryQueue(cfg.max_queued_events, cfg.max_buffer_bytes_n, cfg.overflow, self.dropped)
+        self.dead_lettered = 0  # events stored as dead letters
+        self.dead_letter_refused = 0  # events given up that the full dead-letter store refused
+        self._durable = cfg.durable
+        self._left_spooled = 0
+        where = spool_dir(data_dir if data_dir is not None else "./data", cfg.name)
+        self.spool: Spool | None = None
+        if cfg.durable:
+            if spool is None:
+                segment = max(1 << 20, cfg.max_spool_bytes_n // 4)
+                try:
+                    spool = Spool(where, segment, cfg.fsync, cfg.fsync_interval.seconds)
+                except OSError as exc:  # locked by another process, or the directory cannot be made
+                    raise ConfigError(f"webhook {cfg.name!r}: cannot open its spool: {exc}") from None
+            else:
+                spool.fsync, spool.fsync_interval = cfg.fsync, cfg.fsync_interval.seconds
+            self.spool = spool
+            if queue is None:
+                queue = SpoolQueue(spool, cfg.max_queued_events, cfg.max_spool_bytes_n, cfg.overflow, self.dropped)
+        self.dead: DeadLetters | None = None
+        if cfg.dead_letter:
+            try:
+                self.dead = dead or DeadLetters(where, cfg.max_dead_letter_bytes_n, fsync=cfg.fsync != "never")
+            except OSError as exc:
+                raise ConfigError(f"webhook {cfg.name!r}: cannot open its dead letters: {exc}") from None
+            self.dead.max_bytes = cfg.max_dead_letter_bytes_n
+        if queue is None:  # (not ``queue or``: an empty queue is falsy)
+            queue = MemoryQueue(cfg.max_queued_events, cfg.max_buffer_bytes_n, cfg.overflow, self.dropped)
+        self._queue: EventQueue = queue
         self._backpressure = cfg.overflow == "backpressure"
         self.saturated = False  # True from when the queue passes 80% of a bound until it falls to 50% of both
         self._relief: list[Callable[[], None]] = []
@@ -132,6 +191,8 @@ class Webhook(Counters):
         self._window = cfg.inflight_window
         self._per_client = cfg.ordering == "per_client"
         self._max_retries = cfg.max_retries
+        self._retry_forever = cfg.durable or cfg.overflow == "backpressure"
+        self._max_age = cfg.max_event_age.seconds
         self._backoff = (cfg.retry_backoff_s, cfg.retry_backoff_max_s)
         self._retry_on = retry_statuses(cfg)
         # The sender's state.
@@ -186,10 +247,13 @@ class Webhook(Counters):
         if self._sender is None:
             loop = loop or asyncio.get_running_loop()
             self._client = make_client(self.config)
+            if self.spool is not None:
+                self.spool.start(loop)
             self._sender = loop.create_task(self._run(), name=f"webhook-{self.name}")
 
-    async def close(self, drain_timeout: float = 5.0) -> None:
-        """Refuse new events, deliver what can be delivered in ``drain_timeout`` s, drop the rest."""
+    async def close(self, drain_timeout: float = 5.0, discard: bool = False) -> None:
+        """Refuse new events, deliver what can be delivered in ``drain_timeout`` s, drop the rest (a
+        durable webhook keeps it in its spool, unless ``discard``: the webhook was deleted)."""
         self._closed = True
         self._closing = True
         self._queue.wake()
@@ -204,14 +268,51 @@ class Webhook(Counters):
                 await asyncio.wait_for(self._progress.wait(), remaining)
             except TimeoutError:
                 break
+        stopped_before = self.dropped["stopped"]
         pending = [t for t in (self._sender, *self._tasks) if t is not None]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        self.dropped["stopped"] += self._queue.clear()
+        if self.spool is not None:
+            self._left_spooled += self._queue.clear()
+        else:
+            self.dropped["stopped"] += self._queue.clear()
+        if discard and self._left_spooled:
+            self.dropped["stopped"] += self._left_spooled
+            self._left_spooled = 0
         self._popped()
         if self._client is not None:
             await self._client.close()
+        await self._close_stores(remove_spool=discard)
+        stopped = self.dropped["stopped"] - stopped_before
+        if self.spool is not None and self._left_spooled:
+            log.info(
+                "webhook %s: %d event(s) not delivered within %gs stay in the spool (%s) for the next start",
+                self.name,
+                self._left_spooled,
+                drain_timeout,
+                self.spool.dir,
+            )
+        if stopped:
+            log.warning(
+                "webhook %s: %d event(s) not delivered within %gs dropped at shutdown (counted dropped.stopped)",
+                self.name,
+                stopped,
+                drain_timeout,
+            )
+
+    async def _close_stores(self, remove_spool: bool = False) -> None:
+        """Close the spool (a last commit) and the dead letters, unless a successor shares them."""
+        successor = self._counts
+        spool = self.spool
+        if spool is not None and (successor is self or successor.spool is not spool):
+            await spool.close()
+            if remove_spool:  # the events moved to a memory queue: the files must not replay them
+                for path in spool.dir.glob("seg-*.log"):
+                    path.unlink(missing_ok=True)
+                (spool.dir / "ack").unlink(missing_ok=True)
+        if self.dead is not None and (successor is self or successor.dead is not self.dead):
+            self.dead.close()
 
     def hand_over(self, new: Webhook) -> int:
         """Make ``new`` (the same webhook with new settings, not started) this one's successor.
@@ -222,19 +323,25 @@ class Webhook(Counters):
         Synchronous, so no event can arrive in between. Returns the events moved."""
         self._closed = True
         new.take_over(self)
+        new.dead_lettered, new.dead_letter_refused = self.dead_lettered, self.dead_letter_refused
         new._failing = self._failing
         self._counts = new
         if self._sender is not None:
             self._sender.cancel()  # it only ever waits: cancelling it loses nothing
         q = self._queue
-        entries = q.pop_batch(len(q)) if len(q) else []
-        q.done(entries)
-        self._popped()
-        for raw, key in entries:
-            new._queue.put(raw, key)
+        if isinstance(new._queue, SpoolQueue) and isinstance(q, SpoolQueue) and new.spool is self.spool:
+            moved = new._queue.adopt(q)  # the same files: the events move with their positions
+            self._popped()
+        else:
+            entries = q.pop_batch(len(q)) if len(q) else []
+            q.done(entries)
+            self._popped()
+            for raw, key in entries:
+                new._queue.put(raw, key)
+            moved = len(entries)
         if new._backpressure and new._queue.over_high_water:
             new.saturated = True
-        return len(entries)
+        return moved
 
     async def retire(self, drain_timeout: float) -> None:
         """After ``hand_over``: let the requests in flight finish for up to ``drain_timeout`` s,
@@ -247,6 +354,7 @@ class Webhook(Counters):
         await asyncio.gather(*pending, return_exceptions=True)
         if self._client is not None:
             await self._client.close()
+        await self._close_stores(remove_spool=self.spool is not None and self._counts.spool is not self.spool)
 
     # -- introspection ------------------------------------------------------------------------------
     @property
@@ -261,7 +369,52 @@ class Webhook(Counters):
         out = self.counters(len(self._queue), self._queue.nbytes)
         out["saturated"] = self.saturated
         out["enable"] = self.config.enable
+        out["durable"] = self._durable
+        spool = self.spool
+        out["spool_bytes"] = 0 if spool is None or spool.closed else spool.disk_bytes
+        out["spool_corrupt"] = 0 if spool is None else spool.corrupt
+        out["dead_lettered"] = self.dead_lettered
+        out["dead_letter_refused"] = self.dead_letter_refused
+        out["dead_letters"] = 0 if self.dead is None else self.dead.count
+        out["dead_letter_bytes"] = 0 if self.dead is None else self.dead.nbytes
         return out
+
+    # -- dead letters -----------------------------------------------------------------------------------
+    def replay_dead(self, since: float | None = None, until: float | None = None) -> int:
+        """Put the dead letters given up in [since, until) back into the queue (counted ``matched`` again);
+        those the queue refuses (its overflow policy) stay dead letters. Returns the events requeued."""
+        if self.dead is None:
+            return 0
+        items = self.dead.take(since, until)
+        refused = []
+        q = self._queue
+        for item in items:
+            _, _, key, data = item
+            if self._closed or not q.put(data, key):
+                if not self._closed:
+                    self.dropped["queue_full"] -= 1  # not dropped: kept as a dead letter
+                refused.append(item)
+        if refused:
+            self.dead.put_back(refused)
+        n = len(items) - len(refused)
+        self.matched += n
+        if self._backpressure and not self.saturated and q.over_high_water:
+            self.saturated = True
+        return n
+
+    def _bury(self, batch: list[Entry], reason: str) -> None:
+        """Events given up for good: into the dead letters, if this webhook keeps them."""
+        dead = self.dead
+        if dead is None:
+            return
+        c = self._counts
+        try:
+            stored = dead.add(((data, key) for data, key in batch), reason, time.time())
+        except OSError as exc:
+            stored = 0
+            log.error("webhook %s: cannot store dead letters: %s", self.name, exc)
+        c.dead_lettered += stored
+        c.dead_letter_refused += len(batch) - stored
 
     def __repr__(self) -> str:
         return f"<Webhook {self.name} queuing={len(self._queue)} inflight={self.inflight}>"
@@ -321,6 +474,8 @@ class Webhook(Counters):
         if self._per_client:
             keys = {key for _, key in batch}
             self._busy |= keys
+        if isinstance(q, SpoolQueue) and self.spool is not None:  # the same id after a restart
+            req.msg_id = f"msg_{self.spool.ident}{q.seq_of(batch[0]):012x}{req.count:04x}"
         c = self._counts
         c.batch_events.observe(req.count)
         c.inflight += 1
@@ -351,7 +506,7 @@ class Webhook(Counters):
     async def _deliver_one(self, req: Request, batch: list[Entry], keys: set[str] | None) -> None:
         verdict = None
         try:
-            verdict = await self._attempts(req)
+            verdict = await self._attempts(req, created_ms(batch[0][0]))
         except Exception as exc:  # a bug, not an HTTP outcome: count the events failed, keep going
             log.exception("webhook %s: delivery error", self.name)
             self._counts.record_error(f"internal error: {exc!r}")
@@ -369,21 +524,42 @@ class Webhook(Counters):
                     c.delivery_seconds.observe(max(0.0, time.time() - created / 1000.0), n)
             elif verdict == FAIL:
                 c.failed += n
-            elif verdict == EXHAUSTED:
-                c.dropped[EXHAUSTED] += n
+                self._bury(batch, "failed")
+            elif verdict in (EXHAUSTED, EXPIRED):
+                c.dropped[verdict] += n
+                self._bury(batch, verdict)
+            elif self.spool is not None:  # cancelled by close() or retire(): still on disk
+                self._keep_spooled(batch)
             else:  # cancelled by close()
                 c.dropped["stopped"] += n
             if keys:
                 self._busy -= keys
-            self._queue.done(batch)
+            if verdict is not None or self.spool is None:
+                self._queue.done(batch)
+                if self.saturated:  # a spool's bounds count the events in flight too
+                    self._popped()
             self._progress.set()
             if self._wake_on_done:
                 self._queue.wake()
 
-    async def _attempts(self, req: Request) -> str:
-        """Send until success, a non-retriable answer, or the retry budget is spent."""
+    def _keep_spooled(self, batch: list[Entry]) -> None:
+        """A durable request cut short: after a change of settings its events go back to the head of
+        the successor's queue (same spool); at shutdown they stay on disk for the next start."""
+        q = self._queue
+        assert isinstance(q, SpoolQueue)
+        successor = self._counts
+        if successor is not self and isinstance(successor._queue, SpoolQueue) and successor.spool is self.spool:
+            successor._queue.requeue_from(q, batch)
+        else:
+            q.forget_popped(batch)
+            self._left_spooled += len(batch)
+
+    async def _attempts(self, req: Request, created: int | None = None) -> str:
+        """Send until success, a non-retriable answer, or the retry budget is spent: ``max_retries``,
+        none with backpressure (publishers wait instead), ``max_event_age`` for a durable webhook."""
         assert self._client is not None
         attempt = 0
+        born = created / 1000.0 if created is not None else time.time()
         while True:
             async with self._pool:
                 out = await send_once(self._client, req, self._builder.attempt_headers(req))
@@ -399,7 +575,10 @@ class Webhook(Counters):
             self._note_error(describe(req, out))
             if verdict == FAIL:
                 return FAIL
-            if attempt >= self._max_retries:
+            if self._durable:
+                if time.time() - born > self._max_age:
+                    return EXPIRED
+            elif attempt >= self._max_retries and not self._retry_forever:
                 return EXHAUSTED
             delay = backoff_delay(attempt, self._backoff[0], self._backoff[1], out)
             attempt += 1
