@@ -105,6 +105,7 @@ class App:
             metrics_auth=self.config.admin.metrics_auth,
         )
         self.admin.load_webhooks()
+        self.webhooks.barrier = self.broker.barrier  # fsync = "always" spools hold the broker's output
         self.webhooks.start(loop)
         events = self.events = EventRouter(
             self.config.node, self.broker.hooks, self.broker.backpressure, self.webhooks.consumers

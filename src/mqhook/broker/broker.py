@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mqhook.broker.auth import Authenticator, Authorizer
 from mqhook.broker.connect import NEVER_EXPIRES
-from mqhook.broker.flow import Backpressure
+from mqhook.broker.flow import Backpressure, SyncBarrier
 from mqhook.broker.hooks import Hooks
 from mqhook.broker.journal import Journal
 from mqhook.broker.message import Message, SubIds, SubOptions
@@ -99,6 +99,7 @@ class Broker:
         self.subscription_count = 0
         self.hooks = Hooks()
         self.backpressure = Backpressure()
+        self.barrier = SyncBarrier()  # output waits for fsync = "always" commits (durable webhooks)
         # Connections that do not read on, by why: "backpressure" (they hold what their client sends)
         # and "write_buffer_full" (their client does not read what we send); and QoS 1/2 sessions a
         # window behind that hold their publishers ("subscribers_behind"); and connections over their

@@ -83,3 +83,32 @@ class Backpressure:
             callback()
             return
         self._waiters.append((pending, callback))
+
+
+class SyncBarrier:
+    """Output that must wait for a durable commit: a durable webhook with ``fsync = "always"`` holds
+    the barrier from its first event of a loop turn until its sync is done, and the transports flush
+    nothing meanwhile (they ``wait``), so no PUBACK/PUBREC leaves before the event it acknowledges
+    is on disk. Free (``pending`` 0) unless such a webhook exists: one attribute read per flush."""
+
+    __slots__ = ("_waiting", "pending")
+
+    def __init__(self) -> None:
+        self.pending = 0  # commits due before output may leave
+        self._waiting: list[Callable[[], None]] = []
+
+    def hold(self) -> None:
+        self.pending += 1
+
+    def wait(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once no commit is pending (the caller checked ``pending`` first)."""
+        self._waiting.append(callback)
+
+    def release(self) -> None:
+        """A commit is done: when none is left, the waiting output goes, in the order it waited."""
+        self.pending -= 1
+        if self.pending <= 0:
+            self.pending = 0
+            waiting, self._waiting = self._waiting, []
+            for callback in waiting:
+                callback()

@@ -77,6 +77,7 @@ class MqttProtocol(asyncio.Protocol):
     conn: Connection  # made in connection_made, once the peer is known
 
     __slots__ = (
+        "_barrier",
         "_fault",
         "_flush_pending",
         "_gate",
@@ -108,6 +109,7 @@ class MqttProtocol(asyncio.Protocol):
         self.cert_as_username: str | None = None  # the listener's peer_cert_as_username ("cn", "dn")
         self._gate: ListenerStats | None = None  # set while the first CONNECT is to be checked against its limit
         self.stats = broker.stats
+        self._barrier = broker.barrier
         self.transport: asyncio.Transport | None = None
         config = broker.config
         self.decoder = Decoder(config.max_packet_size, max_connect_size=config.max_connect_size)
@@ -299,6 +301,12 @@ class MqttProtocol(asyncio.Protocol):
         out = self._out
         if not out:
             return
+        barrier = self._barrier
+        if barrier.pending:  # a durable commit is due first (fsync = "always"): this output waits for it
+            if not self._flush_pending:
+                self._flush_pending = True
+                barrier.wait(self._flush_tick)
+            return
         self.stats.bytes_sent += self._out_size
         self._out_size = 0
         transport = self.transport
@@ -308,7 +316,11 @@ class MqttProtocol(asyncio.Protocol):
 
     def close(self) -> None:
         """Send what is queued (a DISCONNECT, say) and a FIN; hand over no more packets; close once
-        the peer has closed too, or after ``LINGER_S``."""
+        the peer has closed too, or after ``LINGER_S``. Output waiting for a durable commit (see
+        ``_flush``) makes the close wait too."""
+        if self._barrier.pending and self._out:
+            self._barrier.wait(self.close)
+            return
         self._flush()
         transport = self.transport
         if transport is None or transport.is_closing() or self._linger is not None:

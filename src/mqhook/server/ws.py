@@ -241,9 +241,15 @@ class WsProtocol(MqttProtocol):
     # -- Link -------------------------------------------------------------------
 
     def _flush(self) -> None:
-        """What was written this tick, as one binary frame."""
+        """What was written this tick, as one binary frame (after a pending durable commit)."""
         out = self._out
         if not out:
+            return
+        barrier = self._barrier
+        if barrier.pending:
+            if not self._flush_pending:
+                self._flush_pending = True
+                barrier.wait(self._flush_tick)
             return
         self.stats.bytes_sent += self._out_size
         self._out_size = 0
@@ -261,6 +267,9 @@ class WsProtocol(MqttProtocol):
 
     def close(self) -> None:
         """The last frames, a Close frame, then ``MqttProtocol.close`` (FIN and linger, or TLS close)."""
+        if self._barrier.pending and self._out:  # the last frames wait for a durable commit, so does the close
+            self._barrier.wait(self.close)
+            return
         self._flush()
         conn = self._ws.connection
         transport = self.transport

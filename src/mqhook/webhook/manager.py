@@ -57,6 +57,8 @@ class WebhookManager:
         self.data_dir = data_dir
         self.drain_timeout = drain_timeout
         self.on_change: Callable[[], None] | None = None
+        # The broker's SyncBarrier (set by the composition root): fsync = "always" spools hold it.
+        self.barrier: Any = None
         self._hooks: dict[str, Webhook] = {}
         self._sources: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -93,7 +95,13 @@ class WebhookManager:
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop or asyncio.get_running_loop()
         for hook in self.consumers:
-            hook.start(self._loop)
+            self._start(hook)
+
+    def _start(self, hook: Webhook) -> None:
+        assert self._loop is not None
+        if hook.spool is not None:
+            hook.spool.barrier = self.barrier
+        hook.start(self._loop)
 
     async def close(self, drain_timeout: float = 5.0) -> None:
         """Close every webhook concurrently, each with the same drain budget; webhooks still leaving
@@ -112,7 +120,7 @@ class WebhookManager:
         self._hooks[cfg.name] = hook
         self._sources[cfg.name] = source
         if cfg.enable and self._loop is not None:
-            hook.start(self._loop)
+            self._start(hook)
         self._changed()
         return hook
 
@@ -129,7 +137,7 @@ class WebhookManager:
         self._changed()  # the old one is no longer a consumer: nothing more arrives there
         moved = old.hand_over(new)
         if cfg.enable and self._loop is not None:
-            new.start(self._loop)
+            self._start(new)
         log.info("webhook %s changed (%d queued events kept)", cfg.name, moved)
         self._in_background(old, True)
         return new

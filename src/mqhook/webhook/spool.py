@@ -22,9 +22,10 @@ the scan resumes at the next magic; everything at or after the ``ack`` position 
 
 Group commit (``fsync``): ``"interval"`` syncs the segments written since the last commit every
 ``fsync_interval`` in a worker thread (the loop never waits for the disk); ``"always"`` syncs on the
-loop in a callback scheduled by the first ``put`` of a loop turn (and re-armed while puts keep
-coming), so it runs before the socket writes that turn's PUBLISHes scheduled; ``"never"`` never
-syncs (the page cache still survives a process crash). Each commit also writes the ``ack`` position
+loop in a callback scheduled by the first ``put`` of a loop turn, which also holds the broker's
+output (``mqhook.broker.flow.SyncBarrier``) until that sync is done, so no PUBACK of those events
+reaches a socket before them; ``"never"`` never syncs (the page cache still survives a process
+crash). Each commit also writes the ``ack`` position
 and deletes the segments wholly below it.
 
 Acknowledgements arrive out of order (several requests in flight); the ``ack`` position only moves
@@ -45,6 +46,7 @@ import zlib
 from collections import deque
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 from mqhook.webhook.queue import HIGH_WATER, LOW_WATER, Entry, EventQueue
 
@@ -188,6 +190,10 @@ class Spool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._armed = False  # a commit is scheduled
         self._puts = False  # puts since the last commit
+        # fsync = "always": the broker's output waits on this barrier while events put are not synced
+        # (``mqhook.broker.flow.SyncBarrier``; set by the webhook manager). None: nothing waits.
+        self.barrier: Any = None
+        self._holding = False  # we hold the barrier (released by the commit)
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         # Positions lost to corruption are done: the ack position must not wait for them.
@@ -278,6 +284,10 @@ class Spool:
         seg.dirty = True
         self.next_seq = seq + 1
         self._puts = True
+        barrier = self.barrier
+        if barrier is not None and not self._holding and self.fsync == "always" and self._loop is not None:
+            barrier.hold()  # nothing acknowledging this event may leave before the commit
+            self._holding = True
         if not self._armed:
             self._arm()
         return seq
@@ -330,18 +340,20 @@ class Spool:
             self._wake.set()
 
     def _commit_now(self) -> None:
-        """fsync = "always": sync on the loop, before the replies of this loop turn leave."""
+        """fsync = "always": sync on the loop (queued by the turn's first put), then let the output
+        that waited on the barrier go: the PUBACKs of those events leave after their sync."""
         self._armed = False
-        puts = self._puts
+        if self.closed:  # closed meanwhile: its last commit was made by close()
+            self._let_go()
+            return
         try:
             self._sync_segments()
             self._write_ack(sync=False)  # (losing the ack position only sends events again)
             self._compact()
         except OSError as exc:
             log.error("spool %s: commit failed: %s", self.dir, exc)
-        if puts and self._loop is not None:  # still busy: queue the next commit ahead of the next turn's writes
-            self._armed = True
-            self._loop.call_soon(self._commit_now)
+        finally:
+            self._let_go()
 
     def _sync_segments(self) -> None:
         self._puts = False
@@ -425,8 +437,15 @@ class Spool:
             log.error("spool %s: final commit failed: %s", self.dir, exc)
         self.close_files()
 
+    def _let_go(self) -> None:
+        """Release the broker's output if this spool holds it (a commit done, or the spool closed)."""
+        if self._holding:
+            self._holding = False
+            self.barrier.release()
+
     def close_files(self) -> None:
         self.closed = True
+        self._let_go()
         for seg in self._segments:
             seg.close()
         self._segments = []
