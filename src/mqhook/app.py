@@ -78,6 +78,7 @@ class App:
         )
         self.admin: AdminContext | None = None
         self.durable: DurableSessions | None = None  # mqtt.durable_sessions: the session store
+        self.cluster: Any = None  # [cluster] nats_url: mqhook.cluster.bridge.ClusterBridge
         self.authenticator: FileAuthenticator | None = None
         self.authorizer: FileAuthorizer | DefaultAuthorizer | None = None
         self._auth_pool: ThreadPoolExecutor | None = None
@@ -111,6 +112,8 @@ class App:
             self.config.node, self.broker.hooks, self.broker.backpressure, self.webhooks.consumers
         )
         self.webhooks.on_change = lambda: events.set_consumers(self.webhooks.consumers)
+        if self.config.cluster.nats_url:  # before restored sessions subscribe: their interest goes to NATS
+            await self._start_cluster(self.config.cluster.nats_url)
         if self.config.mqtt.durable_sessions:  # sessions and retained messages back before anyone connects
             self.durable = DurableSessions(self.broker, self.config.data_dir)
             await self.durable.restore()
@@ -131,6 +134,23 @@ class App:
                 f"cannot listen for admin HTTP on {self.config.admin.bind} ($.admin.bind): {exc.strerror}"
             ) from exc
         self.admin_address = _address(self.admin_runner.addresses[0])
+
+    async def _start_cluster(self, nats_url: str) -> None:
+        assert self.broker is not None
+        try:
+            from mqhook.cluster.bridge import ClusterBridge
+        except ImportError as exc:
+            raise ConfigError(
+                f"$.cluster.nats_url: {nats_url!r} needs the NATS client; install the extra mqhook[cluster] ({exc})"
+            ) from exc
+        bridge = ClusterBridge(self.broker, nats_url, self.config.cluster.node or self.config.node)
+        try:
+            await bridge.start()
+        except Exception as exc:
+            await bridge.close()
+            raise ListenError(f"cannot connect to NATS at {nats_url} ($.cluster.nats_url): {exc}") from exc
+        self.cluster = bridge
+        self.broker.cluster = bridge
 
     def _setup_access(self, loop: asyncio.AbstractEventLoop) -> None:
         """The password file and the ACL: slow hashes run on a small thread pool, never on the loop."""
@@ -190,6 +210,8 @@ class App:
             listener.close()
         if self.broker is not None:
             self.broker.shutdown()
+        if self.cluster is not None:
+            await self.cluster.close()
         if self.durable is not None:  # the sessions as the connections left them, before the webhooks drain
             await self.durable.flush()
         # Events already queued get a bounded chance to leave before the process ends; what a memory

@@ -64,6 +64,13 @@ class LogConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class ClusterConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``[cluster]`` (step 1 of issue 14): route messages between mqhook nodes through NATS."""
+
+    nats_url: str | None = None  # e.g. "nats://127.0.0.1:4222"; unset: not clustered, nothing changes
+    node: str | None = None  # this node's name in the cluster; unset: $.node
+
+
 # -- listeners ----------------------------------------------------------------------------------
 # ``[[listeners]]``: MQTT listeners beside ``mqtt.bind`` (the default plain TCP listener, named
 # "default", off when set to ""). ``mqhook.server.listeners`` runs them; ``mqhook.server.tls``
@@ -223,6 +230,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     webhooks: list[WebhookConfig] = msgspec.field(default_factory=list)
     # MQTT listeners beside mqtt.bind: tcp, tls, ws, wss (see the ``# -- listeners`` block above).
     listeners: list[ListenerConfig] = msgspec.field(default_factory=list)
+    # Other mqhook nodes, through NATS (mqhook.cluster); needs the extra mqhook[cluster].
+    cluster: ClusterConfig = msgspec.field(default_factory=ClusterConfig)
 
 
 def parse_bind(value: str, path: str) -> tuple[str, int]:

@@ -11,6 +11,9 @@ touches the trie or the registry directly. What plugs in from outside, each an a
 - ``authenticator`` and ``authorizer`` (``broker.auth``): who may connect, publish, subscribe;
 - ``clock``: time and timers (the event loop; a manual clock in tests);
 - ``stats``: the counters (``broker.stats.Stats``), read by the admin API and the metrics;
+- ``cluster`` (``broker.broker.ClusterLink``, with ``[cluster]``): told of each local filter's
+  interest and each locally published message; ``route_remote`` delivers what it brings from
+  other nodes. None when not clustered: the hot path then tests one attribute;
 - ``journal`` (``broker.journal.Journal``, with ``mqtt.durable_sessions``): what changed in the
   persistent sessions and the retained messages since it was last collected, for the store that
   writes it to disk (``mqhook.persist``); ``restore_session`` and ``restore_retained`` put back what
@@ -53,6 +56,19 @@ class Clock(Protocol):
     def time(self) -> float: ...
 
     def call_later(self, delay: float, callback: Any, *args: Any) -> Any: ...
+
+
+class ClusterLink(Protocol):
+    """What the broker tells the cluster bridge (``mqhook.cluster``), synchronously: the bridge queues
+    its I/O. ``interest_added`` / ``interest_removed`` come once per subscription a session adds or
+    drops (full filter, ``$share/...`` included; the bridge counts them); ``published`` once per
+    message published on this node (not for those ``route_remote`` delivers)."""
+
+    def interest_added(self, topic_filter: str) -> None: ...
+
+    def interest_removed(self, topic_filter: str) -> None: ...
+
+    def published(self, msg: Message) -> None: ...
 
 
 class SharedGroup:
@@ -98,6 +114,7 @@ class Broker:
         self.max_connections = config.max_connections or 1 << 62
         self.subscription_count = 0
         self.hooks = Hooks()
+        self.cluster: ClusterLink | None = None  # [cluster]: the bridge to the other nodes
         self.backpressure = Backpressure()
         self.barrier = SyncBarrier()  # output waits for fsync = "always" commits (durable webhooks)
         # Connections that do not read on, by why: "backpressure" (they hold what their client sends)
@@ -255,6 +272,8 @@ class Broker:
             group.members.append((session, opts))
         if is_new:
             self.subscription_count += 1
+            if self.cluster is not None:
+                self.cluster.interest_added(full)
         if self.journal is not None:
             self.journal.subscriptions.add(session)
         return is_new
@@ -267,6 +286,8 @@ class Broker:
         self.subscription_count -= 1
         if self.journal is not None:
             self.journal.subscriptions.add(session)
+        if self.cluster is not None:
+            self.cluster.interest_removed(full)
         group_name, real = parse_shared(full)
         if group_name is None:
             self.trie.remove(real, session)
@@ -433,10 +454,50 @@ class Broker:
             fire(msg)
         if msg.retain:
             self.set_retained(msg)
+        cluster = self.cluster
+        if cluster is not None:
+            # Other nodes' subscribers, and every shared group (members anywhere, this node's
+            # included), are served through the cluster; whether any exist is not known here, so
+            # no_subscribers is not reported.
+            cluster.published(msg)
+            return self._route_unshared(msg, None)
         n = self.route(msg)
         if n == 0:
             self.message_dropped(msg, "no_subscribers")
         return n
+
+    def _route_unshared(self, msg: Message, only: str | None) -> int:
+        """Clustered routing of the local trie's non-shared subscriptions; with ``only``, those whose
+        filter is ``only`` (a message from another node comes once per filter that wanted it).
+        Each matching subscription gets its copy (``overlapping_subscriptions = "copy_each"``)."""
+        n = 0
+        key: Any
+        opts: Any
+        for subs in self.trie.match(msg.topic):
+            for key, opts in subs.items():
+                if type(opts) is SharedGroup or (only is not None and opts.topic_filter != only):
+                    continue
+                qos = opts.qos if opts.qos < msg.qos else msg.qos
+                if opts.no_local and key.client_id == msg.sender:
+                    key.dropped(msg, qos, "no_local")
+                    continue
+                key.deliver(msg, qos, msg.retain and opts.rap, opts.sub_id)
+                n += 1
+        return n
+
+    def route_remote(self, msg: Message, topic_filter: str) -> int:
+        """A message the cluster brings for one of this node's filters (``$share/...`` for a shared
+        group's turn, which may be a message published here): deliver it to the local subscribers of
+        that filter, without publishing it again. Returns how many copies were handed out."""
+        group_name, real = parse_shared(topic_filter)
+        if group_name is None:
+            return self._route_unshared(msg, topic_filter)
+        group = self.groups.get((group_name, real))
+        if group is None:
+            return 0  # the group left while the message was on its way
+        member, opts = group.pick()
+        member.deliver(msg, opts.qos if opts.qos < msg.qos else msg.qos, msg.retain and opts.rap, opts.sub_id)
+        return 1
 
     def message_dropped(self, msg: Message, reason: str) -> None:
         self.stats.messages_dropped[reason] += 1
