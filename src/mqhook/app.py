@@ -68,8 +68,9 @@ class ListenError(MqhookError):
 
 
 class App:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, reuse_port: bool = False) -> None:
         self.config = config
+        self.reuse_port = reuse_port  # a --workers worker: the MQTT ports are shared (SO_REUSEPORT)
         self.stats = EdgeStats()  # the broker's counters and each listener's
         self.broker: Broker | None = None
         self.events: EventRouter | None = None
@@ -185,7 +186,9 @@ class App:
         an address that cannot be bound a ListenError (the listeners started before it are closed)."""
         assert self.broker is not None
         # Made first (TLS contexts built), bound after: a bad certificate binds nothing.
-        listeners = [Listener(self.broker, settings, path) for path, settings in listeners_of(self.config)]
+        listeners = [
+            Listener(self.broker, settings, path, self.reuse_port) for path, settings in listeners_of(self.config)
+        ]
         for listener in listeners:
             self.stats.listeners[listener.name] = listener.stats
         for listener in listeners:
@@ -231,12 +234,12 @@ class App:
         await asyncio.sleep(0)  # let the DISCONNECTs leave before the loop stops
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, reuse_port: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    app = App(config)
+    app = App(config, reuse_port)
     loop.add_signal_handler(signal.SIGHUP, app.reload_access)
     await app.start()
     # Everything built so far (modules, config, listeners) lives as long as the process: move it
@@ -253,7 +256,7 @@ async def serve(config: Config) -> None:
     await app.stop()
 
 
-def run(config: Config) -> int:
+def run(config: Config, reuse_port: bool = False) -> int:
     """Run until SIGINT/SIGTERM; 0 on a clean stop, 1 when a listener cannot start."""
     try:
         import uvloop
@@ -263,7 +266,7 @@ def run(config: Config) -> int:
     else:
         runner = uvloop.run
     try:
-        runner(serve(config))
+        runner(serve(config, reuse_port))
     except (ListenError, StoreError, SessionStoreError) as exc:
         print(f"mqhook: {exc}", file=sys.stderr)
         return 1

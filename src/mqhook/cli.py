@@ -22,6 +22,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     run.add_argument("--data-dir", metavar="DIR", help="administrators, API keys and API webhooks (default ./data)")
     run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N broker processes sharing the MQTT port(s), routed through NATS (needs mqhook[cluster]); default 1",
+    )
+    # Set by the --workers supervisor on each worker it starts (not for users).
+    for hidden in ("--worker", "--node", "--cluster-node", "--nats-url"):
+        run.add_argument(hidden, help=argparse.SUPPRESS)
+    run.add_argument(
         "--webhook",
         action="append",
         default=[],
@@ -81,7 +91,30 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         over.setdefault("log", {})["level"] = args.log_level
     if args.data_dir:
         over["data_dir"] = args.data_dir
+    if args.node:
+        over["node"] = args.node
+    if args.nats_url:
+        over.setdefault("cluster", {})["nats_url"] = args.nats_url
+    if args.cluster_node:
+        over.setdefault("cluster", {})["node"] = args.cluster_node
     return over
+
+
+def _run_args(argv: list[str]) -> list[str]:
+    """The ``mqhook run`` arguments a worker gets from its supervisor: all but ``--workers`` and the
+    addresses and directory the supervisor sets itself."""
+    out: list[str] = []
+    skip = False
+    for arg in argv[1:]:  # argv[0] is "run"
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in ("--workers", "--mqtt-bind", "--admin-bind", "--data-dir"):
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    return out
 
 
 def _read_password() -> str:
@@ -303,9 +336,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=cfg.log.level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.workers < 1:
+        print(f"mqhook: --workers: {args.workers} is invalid; expected 1 or more", file=sys.stderr)
+        return 2
+    if args.workers > 1 and not args.worker:
+        from mqhook.cluster.workers import supervise
+
+        try:
+            return supervise(cfg, args.workers, _run_args(argv))
+        except ConfigError as exc:
+            print(f"mqhook: config error: {exc}", file=sys.stderr)
+            return 2
     from mqhook.app import run
 
-    return run(cfg)
+    return run(cfg, reuse_port=bool(args.worker))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ log = logging.getLogger("mqhook.cluster")
 # nats-server closes a connection whose protocol line is over max_control_line (4 KB by default):
 # a topic whose subject would be longer is not sent to the cluster (counted, logged once).
 MAX_SUBJECT = 3800
+CLOSE_TIMEOUT = 5.0  # seconds a stopping node waits for its NATS connections to drain
 
 # On the wire: [node, topic, payload, qos, retain, properties, sender, username, expiry_in, peerhost]
 _encoder = msgspec.msgpack.Encoder()
@@ -82,8 +83,10 @@ class ClusterBridge:
                 await self._task
         for client in (self.nc, self.qc):
             if client is not None and not client.is_closed:
-                try:
-                    await client.drain()
+                try:  # drain only a live connection, bounded: a server that is gone must not hold the stop
+                    if not client.is_connected:
+                        raise ConnectionError("not connected")
+                    await asyncio.wait_for(client.drain(), CLOSE_TIMEOUT)
                 except Exception:
                     await client.close()
 

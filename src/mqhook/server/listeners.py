@@ -95,8 +95,9 @@ def listeners_of(config: Config) -> list[tuple[str, ListenerConfig]]:
 class Listener:
     """One listening address of one type; ``start`` binds it, ``close`` stops accepting."""
 
-    def __init__(self, broker: Broker, settings: ListenerConfig, path: str) -> None:
+    def __init__(self, broker: Broker, settings: ListenerConfig, path: str, reuse_port: bool = False) -> None:
         self.broker = broker
+        self.reuse_port = reuse_port  # SO_REUSEPORT: `mqhook run --workers N` shares the port between workers
         self.settings = settings
         self.path = path  # the field path in the config: "$.mqtt.bind" or "$.listeners[N]"
         self.name = listener_name(settings)
@@ -139,7 +140,9 @@ class Listener:
         """Bind; raises OSError as ``create_server`` does."""
         loop = asyncio.get_running_loop()
         host, port = parse_bind(self.settings.bind, self.path + ("" if self.path == "$.mqtt.bind" else ".bind"))
-        self.server = await loop.create_server(self._factory(loop), host, port, backlog=BACKLOG, reuse_address=True)
+        self.server = await loop.create_server(
+            self._factory(loop), host, port, backlog=BACKLOG, reuse_address=True, reuse_port=self.reuse_port or None
+        )
         sockname = self.server.sockets[0].getsockname()
         shost, sport = sockname[:2]
         self.address = f"[{shost}]:{sport}" if ":" in shost else f"{shost}:{sport}"
