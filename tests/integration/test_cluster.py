@@ -185,7 +185,8 @@ def test_no_interest_before_subscription(nodes, clients, uid):
     early = clients(b, uid + "-e", protocol=V5)
     early.subscribe(f"{uid}/other", qos=1)
     pub.publish(f"{uid}/t", b"before", qos=1)
-    time.sleep(0.3)
+    pub.publish(f"{uid}/other", b"marker-1", qos=1)  # one publisher's messages stay in order through NATS:
+    early.wait_payload(b"marker-1")  # once the marker is on B, "before" has been and gone
     sub = clients(b, uid + "-s")
     sub.subscribe(f"{uid}/t", qos=1)
     await_interest(pub, sub, f"{uid}/t")
@@ -194,6 +195,7 @@ def test_no_interest_before_subscription(nodes, clients, uid):
     assert [m.payload for m in sub.received()] == [b"after"]
     early.assert_no_message(0.1)
     sub.unsubscribe(f"{uid}/t")
-    time.sleep(0.3)
     pub.publish(f"{uid}/t", b"gone", qos=1)
-    sub.assert_no_message(0.5)
+    pub.publish(f"{uid}/other", b"marker-2", qos=1)
+    early.wait_payload(b"marker-2")
+    assert [m.payload for m in sub.received()] == [b"after"]

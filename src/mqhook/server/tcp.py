@@ -156,14 +156,19 @@ class MqttProtocol(asyncio.Protocol):
         self.conn = Connection(self.broker, self)
 
     def data_received(self, data: bytes) -> None:
+        if self._counted(data):
+            self._feed(data, None)
+
+    def _counted(self, data: bytes) -> bool:
+        """Count bytes read; False once closed: they are discarded until the peer's FIN (bounded)."""
         size = len(data)
         self.stats.bytes_received += size
-        if self._linger is not None:  # closed: read and discard until the peer's FIN
+        if self._linger is not None:
             self._linger_left -= size
             if self._linger_left < 0:
                 self._abort()
-            return
-        self._feed(data, None)
+            return False
+        return True
 
     def _feed(self, data: bytes, fault: ProtocolError | None) -> None:
         """MQTT bytes in (a TCP read, or the payloads of WebSocket frames); ``fault``: the stream

@@ -92,12 +92,7 @@ class WsProtocol(MqttProtocol):
         self._upgrade_timer = self.loop.call_later(self.broker.config.idle_timeout, self._upgrade_timeout)
 
     def data_received(self, data: bytes) -> None:
-        size = len(data)
-        self.stats.bytes_received += size
-        if self._linger is not None:  # closed: read and discard until the peer's FIN
-            self._linger_left -= size
-            if self._linger_left < 0:
-                self._abort()
+        if not self._counted(data):
             return
         ws = self._ws
         if ws.state is not (_OPEN if self._upgraded else _CONNECTING):
