@@ -144,7 +144,9 @@ class App:
             raise ConfigError(
                 f"$.cluster.nats_url: {nats_url!r} needs the NATS client; install the extra mqhook[cluster] ({exc})"
             ) from exc
-        bridge = ClusterBridge(self.broker, nats_url, self.config.cluster.node or self.config.node)
+        bridge = ClusterBridge(
+            self.broker, nats_url, self.config.cluster.node or self.config.node, self.config.cluster.replicas
+        )
         try:
             await bridge.start()
         except Exception as exc:

@@ -69,6 +69,9 @@ class ClusterConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     nats_url: str | None = None  # e.g. "nats://127.0.0.1:4222"; unset: not clustered, nothing changes
     node: str | None = None  # this node's name in the cluster; unset: $.node
+    # Copies JetStream keeps of the cluster's key-value buckets (session owners, retained messages):
+    # 1 for one nats-server (--workers), 3 for a cluster of three servers (a bucket survives one loss).
+    replicas: Annotated[int, Meta(ge=1, le=5)] = 1
 
 
 # -- listeners ----------------------------------------------------------------------------------

