@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXT := src/mqhook/.ext-built
 
-.PHONY: run test lint bench fuzz clean
+.PHONY: run test lint bench bench-cluster fuzz clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ lint: $(STAMP)
 
 bench: $(EXT)
 	$(BIN)/pytest bench --benchmark-only
+
+# Cluster costs as ratios (bench/cluster.py): CPU per message within a node vs across nodes, and
+# QoS 0 fan-in with --workers 2 vs one process; about 2 minutes.
+bench-cluster: $(EXT)
+	$(BIN)/python bench/cluster.py
 
 # The long fuzz run (tests/fuzz; README "Reliability"), about 25 minutes with the defaults: each atheris
 # target (codec, ws, http) for FUZZ_TIME seconds on raw bytes, its corpus kept in FUZZ_DIR/corpus/TARGET

@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -26,7 +27,7 @@ from mqhook.broker.broker import Broker
 from mqhook.config import Config, allows_anonymous, parse_bind
 from mqhook.errors import ConfigError, MqhookError
 from mqhook.events.router import EventRouter
-from mqhook.metrics import LoopLag, build_registry
+from mqhook.metrics import LoopLag, build_registry, cluster_snapshot
 from mqhook.persist.service import DurableSessions
 from mqhook.persist.store import SessionStoreError
 from mqhook.server.limits import auto_max_connections, raise_open_file_limit
@@ -96,7 +97,9 @@ class App:
         self.broker = Broker(self.config.mqtt, self.stats, loop)
         self.broker.max_connections = _max_connections(self.config.mqtt.max_connections)
         self._setup_access(loop)
-        store = Store(self.config.data_dir)
+        # A --workers worker's data_dir is DATA_DIR/wK (mqhook.cluster.workers): its admin store is
+        # DATA_DIR's, shared by all the workers (mqhook.admin.context: the shared admin state).
+        store = Store(Path(self.config.data_dir).parent if self.reuse_port else self.config.data_dir)
         ensure_admin(store, self.config.admin.default_password)
         self.admin = AdminContext(
             self.broker,
@@ -115,13 +118,21 @@ class App:
         self.webhooks.on_change = lambda: events.set_consumers(self.webhooks.consumers)
         if self.config.cluster.nats_url:  # before restored sessions subscribe: their interest goes to NATS
             await self._start_cluster(self.config.cluster.nats_url)
+            await self._share_admin()
         if self.config.mqtt.durable_sessions:  # sessions and retained messages back before anyone connects
             self.durable = DurableSessions(self.broker, self.config.data_dir)
             await self.durable.restore()
         await self._start_listeners()
         self.loop_lag.start(loop)
         self.admin.start(loop)
-        registry = build_registry(self.broker, self.webhooks, self.loop_lag, listeners=self.stats.listeners.values())
+        registry = build_registry(
+            self.broker,
+            self.webhooks,
+            self.loop_lag,
+            listeners=self.stats.listeners.values(),
+            node=self.config.node,
+            cluster=lambda: self.cluster,
+        )
         app = make_app(self.admin, registry, dashboard=self.config.admin.dashboard)
         self.admin_runner = web.AppRunner(app, access_log=None)
         await self.admin_runner.setup()
@@ -147,6 +158,7 @@ class App:
         bridge = ClusterBridge(
             self.broker, nats_url, self.config.cluster.node or self.config.node, self.config.cluster.replicas
         )
+        bridge.sessions.node_timeout = self.config.cluster.node_timeout.seconds
         try:
             await bridge.start()
         except Exception as exc:
@@ -154,6 +166,15 @@ class App:
             raise ListenError(f"cannot connect to NATS at {nats_url} ($.cluster.nats_url): {exc}") from exc
         self.cluster = bridge
         self.broker.cluster = bridge
+
+    async def _share_admin(self) -> None:
+        """Clustered: the admin context announces its store's changes to the other nodes and syncs
+        on theirs (the nodes sharing its store: --workers), and /api/v1/stats gets a cluster section."""
+        assert self.admin is not None and self.cluster is not None
+        bridge = self.cluster
+        self.admin.cluster_stats = lambda: cluster_snapshot(bridge)
+        await bridge.subscribe_control("admin", self.admin.remote_change)
+        self.admin.announce = lambda data: bridge.publish_control("admin", data)
 
     def _setup_access(self, loop: asyncio.AbstractEventLoop) -> None:
         """The password file and the ACL: slow hashes run on a small thread pool, never on the loop."""

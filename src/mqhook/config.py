@@ -67,11 +67,18 @@ class LogConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class ClusterConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """``[cluster]`` (step 1 of issue 14): route messages between mqhook nodes through NATS."""
 
-    nats_url: str | None = None  # e.g. "nats://127.0.0.1:4222"; unset: not clustered, nothing changes
+    # e.g. "nats://127.0.0.1:4222"; several servers of one NATS cluster comma-separated,
+    # "nats://10.0.0.1:4222,nats://10.0.0.2:4222" (any one first; the rest are learnt from the server);
+    # unset: not clustered, nothing changes
+    nats_url: str | None = None
     node: str | None = None  # this node's name in the cluster; unset: $.node
     # Copies JetStream keeps of the cluster's key-value buckets (session owners, retained messages):
     # 1 for one nats-server (--workers), 3 for a cluster of three servers (a bucket survives one loss).
     replicas: Annotated[int, Meta(ge=1, le=5)] = 1
+    # A node that has not refreshed its heartbeat (every second) for this long is dead: the others
+    # drop its session ownerships and publish its clients' wills (mqhook.cluster.sessions). At least
+    # 2s; a node frozen or cut off for longer than this loses its clients to the others.
+    node_timeout: Duration = Duration("3s")
 
 
 # -- listeners ----------------------------------------------------------------------------------
@@ -256,6 +263,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("$.data_dir: '' is invalid; expected a directory path, e.g. ./data")
     if not cfg.node or "@" not in cfg.node:
         raise ConfigError(f"$.node: {cfg.node!r} is invalid; expected NAME@HOST, e.g. mqhook@127.0.0.1")
+    check_single_copy(cfg, "$.cluster.nats_url")
     seen: dict[str, int] = {}
     for i, hook in enumerate(cfg.webhooks):
         if hook.name in seen:
@@ -265,6 +273,24 @@ def validate(cfg: Config) -> Config:
             )
         seen[hook.name] = i
     return cfg
+
+
+def check_single_copy(cfg: Config, clustered_by: str) -> None:
+    """``overlapping_subscriptions = "single_copy"`` is refused while clustered (``clustered_by``:
+    the field or flag that clusters the node). A message from another node comes once per local
+    filter that wants it, at separate moments; one copy per session would need each node to know
+    which of those arrivals a session's other filters will also get, which a subscription added or
+    removed meanwhile (its NATS subscription not yet in place) makes uncertain: a subscriber could
+    lose messages its older filter was entitled to. Refused rather than honoured with that gap."""
+    if cfg.mqtt.overlapping_subscriptions != "single_copy":
+        return
+    if clustered_by == "$.cluster.nats_url" and not cfg.cluster.nats_url:
+        return
+    raise ConfigError(
+        f"$.mqtt.overlapping_subscriptions: 'single_copy' is not supported with {clustered_by} "
+        "(a message from another node comes once per matching filter); expected 'copy_each' (the default) "
+        f"while clustered, or no {clustered_by}"
+    )
 
 
 def mqtt_binds(cfg: Config) -> list[tuple[str, str]]:

@@ -14,14 +14,22 @@ QoS ``"0"``-``"2"``, the reason tuples of ``stats``, webhook names and the outco
 reasons that only appear at runtime (a connect result, a disconnect reason) are pre-declared
 here or in ``stats``.
 
+Per node: every metric is the node's own (a ``--workers`` worker's are its own, on its own admin
+port); ``mqhook_node_info{node}`` names the node, and Prometheus' ``instance`` label tells the
+scrape targets apart, so sums across nodes are ``sum without (instance)``. No other metric has a
+``node`` label. While clustered (``[cluster] nats_url``), ``mqhook_cluster_*`` are added: whether
+NATS is connected, and the counters of the bridge and of each of its parts (``cluster_counters``:
+the parts are iterated generically, named by their ``name`` attribute or their class).
+
 ``LoopLag`` measures event-loop lag: a timer armed every ``interval`` seconds, and how late it runs.
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -33,6 +41,7 @@ from mqhook.mqtt import reason as R
 from mqhook.mqtt.packets import PACKET_NAMES
 from mqhook.native import IMPLEMENTATIONS
 from mqhook.webhook.counters import Histogram
+from mqhook.webhook.redact import url_without_password
 
 if TYPE_CHECKING:
     import asyncio
@@ -224,9 +233,58 @@ BUILD_INFO = _g(
     "version",
     *NATIVE_MODULES,
 )
-PROCESS_METRICS = (LOOP_LAG, LOOP_LAG_MAX, BUILD_INFO)
+NODE_INFO = _g("mqhook_node_info", "Always 1; the node's name (NODE/wK for a --workers worker).", "node")
+PROCESS_METRICS = (LOOP_LAG, LOOP_LAG_MAX, BUILD_INFO, NODE_INFO)
 
 ALL_METRICS = BROKER_METRICS + LISTENER_METRICS + WEBHOOK_METRICS + PROCESS_METRICS
+
+# -- cluster (only while clustered: [cluster] nats_url, or --workers) --------------------------------
+CLUSTER_CONNECTED = _g("mqhook_cluster_connected", "1 while both of the node's NATS connections are up, else 0.")
+CLUSTER_COUNTS = _c(
+    "mqhook_cluster_counts_total",
+    "The cluster's counters on this node, by part (bridge: messages published to NATS, received, delivered "
+    "to local subscribers, too_long, errors; each other part its own) and counter name.",
+    "part",
+    "counter",
+)
+CLUSTER_METRICS = (CLUSTER_CONNECTED, CLUSTER_COUNTS)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def cluster_counters(bridge: Any) -> dict[str, dict[str, float]]:
+    """The bridge's counters (``bridge``) and each part's, by part name: its ``name`` attribute if it
+    is a string, else its class name in snake case (a second part of one name gets ``_2``...)."""
+    out: dict[str, dict[str, float]] = {"bridge": dict(bridge.counters)}
+    for part in getattr(bridge, "parts", ()):
+        name = getattr(part, "name", None)
+        base = name if isinstance(name, str) and name else _snake(type(part).__name__)
+        key, n = base, 1
+        while key in out:
+            n += 1
+            key = f"{base}_{n}"
+        counters = getattr(part, "counters", None) or {}
+        out[key] = {k: v for k, v in counters.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return out
+
+
+def cluster_connected(bridge: Any) -> bool:
+    clients = [getattr(bridge, "nc", None), getattr(bridge, "qc", None)]
+    return all(c is not None and c.is_connected for c in clients)
+
+
+def cluster_snapshot(bridge: Any) -> dict[str, Any]:
+    """The ``cluster`` section of ``/api/v1/stats``."""
+    urls = [url_without_password(u.strip()) for u in str(bridge.nats_url).split(",")]
+    return {
+        "node": bridge.node,
+        "nats_url": ",".join(urls),
+        "connected": cluster_connected(bridge),
+        "counters": cluster_counters(bridge),
+    }
+
 
 # CONNECT results the broker can produce (connect.py), so each series exists before it happens.
 CONNECT_RESULTS = tuple(
@@ -325,11 +383,15 @@ class MqhookCollector(Collector):
         webhooks: Iterable[Webhook],
         loop_lag: LoopLag | None = None,
         listeners: Iterable[ListenerStats] = (),
+        node: str = "",
+        cluster: Callable[[], Any] | None = None,
     ) -> None:
         self.broker = broker
         self.webhooks = webhooks
         self.loop_lag = loop_lag
         self.listeners = listeners
+        self.node = node
+        self.cluster = cluster  # -> the ClusterBridge, or None when not clustered
 
     def collect(self) -> Iterator[Metric]:
         yield from self._broker()
@@ -340,6 +402,12 @@ class MqhookCollector(Collector):
         yield _simple(LOOP_LAG_MAX, [((), lag.max if lag else 0.0)])
         native = tuple(IMPLEMENTATIONS.get(key, "not_loaded") for key in NATIVE_MODULES)
         yield _simple(BUILD_INFO, [((__version__, *native), 1)])
+        yield _simple(NODE_INFO, [((self.node,), 1)])
+        bridge = self.cluster() if self.cluster is not None else None
+        if bridge is not None:
+            yield _simple(CLUSTER_CONNECTED, [((), 1 if cluster_connected(bridge) else 0)])
+            counts = cluster_counters(bridge)
+            yield _simple(CLUSTER_COUNTS, [((part, k), v) for part, c in counts.items() for k, v in c.items()])
 
     def _broker(self) -> Iterator[Metric]:
         s = self.broker.stats
@@ -422,10 +490,12 @@ def build_registry(
     loop_lag: LoopLag | None = None,
     process: bool = True,
     listeners: Iterable[ListenerStats] = (),
+    node: str = "",
+    cluster: Callable[[], Any] | None = None,
 ) -> CollectorRegistry:
     """A registry of its own: the mqhook collector, plus the standard process metrics."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MqhookCollector(broker, webhooks, loop_lag, listeners))
+    registry.register(MqhookCollector(broker, webhooks, loop_lag, listeners, node, cluster))
     if process:
         ProcessCollector(registry=registry)
     return registry

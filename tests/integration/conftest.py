@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from .natsserver import NATS_SERVER, SKIP_REASON, start_single
 from .pahoc import Clients
 from .rawmqtt import RawClient
 
@@ -39,3 +40,15 @@ def raw() -> Iterator[RawFactory]:
     reg = RawFactory()
     yield reg
     reg.close_all()
+
+
+@pytest.fixture(scope="module")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One nats-server with JetStream for the tests of a module (tests/integration/natsserver.py)."""
+    if NATS_SERVER is None:
+        pytest.skip(SKIP_REASON)
+    server = start_single(tmp_path_factory.mktemp("nats"))
+    try:
+        yield server.url
+    finally:
+        server.terminate()

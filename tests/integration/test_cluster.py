@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from .natsserver import NATS_SERVER, SKIP_REASON, start_single
+from .natsserver import NATS_SERVER, SKIP_REASON
 from .pahoc import V5, V311
 from .util import wait_until
 
 pytestmark = pytest.mark.skipif(NATS_SERVER is None, reason=SKIP_REASON)
-
-
-@pytest.fixture(scope="module")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = start_single(tmp_path_factory.mktemp("nats"))
-    try:
-        yield server.url
-    finally:
-        server.terminate()
 
 
 @pytest.fixture

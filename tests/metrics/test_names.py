@@ -22,6 +22,7 @@ from mqhook.config import load
 from mqhook.metrics import ALL_METRICS
 
 HOOKS = ("alpha", "beta-2")
+NODE = "mqhook@names-test"
 # Labels whose values are unbounded (or personal): never allowed.
 FORBIDDEN_LABELS = {"clientid", "client_id", "topic", "username", "peerhost", "peername", "id", "url"}
 UNIT_WORDS = ("seconds", "bytes")
@@ -32,7 +33,13 @@ BASE_SUFFIXES = ("_bucket", "_sum", "_count", "_total", "_created")
 def _config(data_dir: str) -> Any:
     hooks = [{"name": n, "url": "http://127.0.0.1:9/never", "events": ["message.publish"]} for n in HOOKS]
     admin = {"bind": "127.0.0.1:0", "default_password": "names-test"}
-    overrides = {"mqtt": {"bind": "127.0.0.1:0"}, "admin": admin, "webhooks": hooks, "data_dir": data_dir}
+    overrides = {
+        "node": NODE,
+        "mqtt": {"bind": "127.0.0.1:0"},
+        "admin": admin,
+        "webhooks": hooks,
+        "data_dir": data_dir,
+    }
     return load(environ={}, overrides=overrides)
 
 
@@ -106,6 +113,7 @@ def test_label_values_come_from_closed_sets(families: dict[str, Any]) -> None:
         "action": {"publish", "subscribe"},
         "result": None,  # connect results or allow/deny: checked below by shape
         "outcome": {"2xx", "3xx", "4xx", "5xx", "other_status", "timeout", "connection_error"},
+        "node": {NODE},  # mqhook_node_info only: one value per process
     }
     for _, s in _samples(families):
         for label, value in s.labels.items():
@@ -127,7 +135,7 @@ def test_every_defined_metric_is_exposed_at_zero_after_start_up(families: dict[s
         assert fam.samples, f"{d.name} has no series at start-up"
         for s in fam.samples:
             assert set(s.labels) - {"le"} == set(d.labels), (d.name, s.labels)
-            if d.name == "mqhook_build_info":
+            if d.name in ("mqhook_build_info", "mqhook_node_info"):
                 assert s.value == 1
             elif d.name.startswith("mqhook_event_loop_lag"):
                 assert 0 <= s.value < 1.0
@@ -173,3 +181,13 @@ def test_histograms_have_cumulative_buckets_ending_in_inf(families: dict[str, An
         for buckets in by_hook.values():
             les = [float(s.labels["le"]) for s in buckets]
             assert les == sorted(les) and les[-1] == math.inf, fam.name
+
+
+def test_the_node_is_named_once_and_no_other_metric_has_a_node_label(families: dict[str, Any]) -> None:
+    assert [s.labels for s in families["mqhook_node_info"].samples] == [{"node": NODE}]
+    for fam, s in _samples(families):
+        assert fam.name == "mqhook_node_info" or "node" not in s.labels, s
+
+
+def test_cluster_metrics_only_while_clustered(families: dict[str, Any]) -> None:
+    assert not [name for name in families if name.startswith("mqhook_cluster")]

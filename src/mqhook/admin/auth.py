@@ -9,7 +9,10 @@
   known but refused (403). Checking one is a dict lookup and a SHA-256: no disk, no thread.
 
 Every change goes to the store first (through ``run``, the store's worker) and to memory after it
-committed: an answer of 2xx means it is on disk.
+committed: an answer of 2xx means it is on disk. Then ``on_change()`` is called: with ``--workers``
+it tells the other workers, which ``reload`` their tokens and keys from the shared store. Each
+store write and its change in memory hold ``lock``, as does a ``reload``, so a reload never puts
+back what a change just removed, nor loses what one just added.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
 from mqhook.admin.http import ApiError
-from mqhook.admin.store import ApiKeyRow, Store, digest
+from mqhook.admin.store import ApiKeyRow, Store, TokenRow, digest
 from mqhook.passwords import hash_password, verify_password
 
 __all__ = ["Auth", "Principal", "ensure_admin"]
@@ -46,12 +49,14 @@ def unauthorized(message: str) -> ApiError:
 
 def ensure_admin(store: Store, default_password: str | None, out: TextIO = sys.stderr) -> None:
     """Create ``admin`` when the data directory has no administrator: with ``default_password``,
-    or a random password printed once on ``out``. Never a password shared by every install."""
+    or a random password printed once on ``out``. Never a password shared by every install.
+    Several processes starting at once on one database (``--workers``): one of them adds it, and
+    only that one prints its password."""
     if store.users():
         return
     password = default_password or secrets.token_urlsafe(12)
-    store.add_user(FIRST_ADMIN, hash_password(password), "created at first start")
-    if not default_password:
+    added = store.add_first_user(FIRST_ADMIN, hash_password(password), "created at first start")
+    if added and not default_password:
         print(
             f"mqhook: created the administrator {FIRST_ADMIN!r} with the password {password!r} "
             f"(printed only this once; change it with `mqhook admin passwd --data-dir {store.dir}`)",
@@ -72,6 +77,14 @@ class Auth:
         self._tokens: dict[str, tuple[str, float]] = {h: (u, exp) for h, u, exp in store.tokens(clock())}
         self._keys: dict[str, ApiKeyRow] = {row[1]: row for row in store.api_keys()}
         self._failures: dict[str, tuple[int, float, float]] = {}  # address -> (count, first, last attempt)
+        self.lock = asyncio.Lock()
+        self.on_change: Callable[[], None] = _nothing
+
+    def reload(self, tokens: list[TokenRow], keys: list[ApiKeyRow]) -> None:
+        """Take the tokens and keys another process wrote (``Store.live_tokens``, ``Store.api_keys``,
+        read under ``lock``, and this called before releasing it)."""
+        self._tokens = {h: (u, exp) for h, u, exp in tokens}
+        self._keys = {row[1]: row for row in keys}
 
     # -- checking a request -------------------------------------------------------------------------
 
@@ -124,16 +137,20 @@ class Auth:
         token = secrets.token_urlsafe(32)
         expires = self.clock() + self.token_expiry
         hashed = digest(token)
-        await self.run(self.store.add_token, hashed, username, expires)
-        self._tokens[hashed] = (username, expires)
+        async with self.lock:
+            await self.run(self.store.add_token, hashed, username, expires)
+            self._tokens[hashed] = (username, expires)
         self._expire_tokens()
+        self.on_change()
         return token, expires
 
     async def logout(self, header: str | None) -> None:
         _, _, value = (header or "").partition(" ")
         hashed = digest(value.strip())
-        await self.run(self.store.delete_token, hashed)
-        self._tokens.pop(hashed, None)
+        async with self.lock:
+            await self.run(self.store.delete_token, hashed)
+            self._tokens.pop(hashed, None)
+        self.on_change()
 
     def _expire_tokens(self) -> None:
         now = self.clock()
@@ -144,7 +161,7 @@ class Auth:
 
     async def add_user(self, username: str, password: str, description: str) -> bool:
         hashed = await asyncio.to_thread(hash_password, password)
-        return bool(await self.run(self.store.add_user, username, hashed, description))
+        return bool(await self.run(self.store.add_user, username, hashed, description))  # users are not cached
 
     async def change_password(self, username: str, old: str, new: str) -> None:
         row = await self.run(self.store.user, username)
@@ -153,13 +170,18 @@ class Auth:
         if not await asyncio.to_thread(verify_password, old, row[1]):
             raise ApiError(400, "BAD_REQUEST", "old_pwd: wrong password", "old_pwd")
         hashed = await asyncio.to_thread(hash_password, new)
-        await self.run(self.store.set_password, username, hashed)
-        self._drop_tokens_of(username)
+        async with self.lock:
+            await self.run(self.store.set_password, username, hashed)
+            self._drop_tokens_of(username)
+        self.on_change()
 
     async def delete_user(self, username: str) -> str:
-        outcome: str = await self.run(self.store.delete_user, username)
+        async with self.lock:
+            outcome: str = await self.run(self.store.delete_user, username)
+            if outcome == "deleted":
+                self._drop_tokens_of(username)
         if outcome == "deleted":
-            self._drop_tokens_of(username)
+            self.on_change()
         return outcome
 
     def _drop_tokens_of(self, username: str) -> None:
@@ -178,9 +200,11 @@ class Auth:
         """(the stored row, the secret), or None if the name is taken."""
         key, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         row: ApiKeyRow = (name, key, digest(secret), description, enable, self.clock())
-        if not await self.run(self.store.add_api_key, row):
-            return None
-        self._keys[key] = row
+        async with self.lock:
+            if not await self.run(self.store.add_api_key, row):
+                return None
+            self._keys[key] = row
+        self.on_change()
         return row, secret
 
     async def update_api_key(self, name: str, description: str | None, enable: bool | None) -> ApiKeyRow | None:
@@ -195,17 +219,25 @@ class Auth:
             row[4] if enable is None else enable,
             row[5],
         )
-        await self.run(self.store.update_api_key, name, new[3], new[4])
-        self._keys[row[1]] = new
+        async with self.lock:
+            await self.run(self.store.update_api_key, name, new[3], new[4])
+            self._keys[row[1]] = new
+        self.on_change()
         return new
 
     async def delete_api_key(self, name: str) -> bool:
         row = self.api_key(name)
         if row is None:
             return False
-        await self.run(self.store.delete_api_key, name)
-        self._keys.pop(row[1], None)
+        async with self.lock:
+            await self.run(self.store.delete_api_key, name)
+            self._keys.pop(row[1], None)
+        self.on_change()
         return True
+
+
+def _nothing() -> None:
+    pass
 
 
 @functools.cache

@@ -64,6 +64,9 @@ async def stats(request: web.Request) -> web.Response:
     body.update(ctx.broker.stats.snapshot())
     body["webhooks"] = ctx.webhooks.stats()
     body["build"] = {"version": __version__, **IMPLEMENTATIONS}
+    body["node"] = ctx.node
+    # [cluster]: node, nats_url (password hidden), connected, and the counters of the bridge and its parts.
+    body["cluster"] = ctx.cluster_stats() if ctx.cluster_stats is not None else None
     return json_response(body)
 
 

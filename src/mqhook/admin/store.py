@@ -12,7 +12,16 @@ What is stored, and how:
   a fast hash is as safe as a slow one and keeps every Basic-authenticated request cheap;
 - ``tokens``: SHA-256 of each bearer token with its user and expiry (tokens survive a restart);
 - ``webhooks``: each API-made webhook's config as the JSON of ``WebhookConfig`` (secrets included:
-  they are needed to sign; the file's mode is 0600).
+  they are needed to sign; the file's mode is 0600);
+- ``meta``: the schema version and ``store_id``, a random id made when the database is created
+  (the workers of ``mqhook run --workers N`` share one database, and announce their changes to
+  each other with it: a node whose database has another id ignores them).
+
+Several processes may use one database at once (the workers of ``--workers N``, each with its own
+writer thread): SQLite's WAL works across the processes of one machine, every write is one
+``BEGIN IMMEDIATE`` transaction, and a writer waits up to ``busy_timeout`` for another's. Opening a
+new database from several processes at once is safe too: the schema is ``IF NOT EXISTS`` and the
+meta rows ``INSERT OR IGNORE``.
 
 The class is synchronous and not thread-safe: the admin server calls it from one worker thread
 (``mqhook.admin.state``) so the event loop never waits for a disk sync; the CLI calls it directly.
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -78,19 +88,38 @@ class Store:
             # check_same_thread=False: the admin server uses it from its one worker thread, made
             # after this constructor ran on the loop's thread; never from two threads at once.
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
+            # First: another process (a --workers worker) may hold the database while this one opens it.
             self._db.execute("PRAGMA busy_timeout = 5000")
-            self._db.executescript(_SCHEMA)
+            self._wal()
+            self._db.execute("PRAGMA synchronous = FULL")
+            with self._tx() as db:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (secrets.token_hex(16),))
             row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            if row is None:
-                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
+            if int(row[0]) > SCHEMA_VERSION:
                 raise StoreError(
                     f"{self.path}: written by a newer mqhook (schema {row[0]}, this one knows {SCHEMA_VERSION})"
                 )
+            self.id: str = self.meta("store_id")
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"data directory {str(self.dir)!r} ($.data_dir): {exc}") from exc
+
+    def _wal(self) -> None:
+        """``journal_mode = WAL``. Switching a new database to WAL takes an exclusive lock that
+        SQLite does not wait for (no busy handler): when another process is switching it or holds
+        it at that moment, this one tries again, for up to ``busy_timeout``."""
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def close(self) -> None:
         self._db.close()
@@ -125,6 +154,15 @@ class Store:
             )
             return cur.rowcount == 1
 
+    def add_first_user(self, username: str, password_hash: str, description: str = "") -> bool:
+        """Add ``username`` if there is no user at all (checked and written in one transaction: of
+        several processes starting at once on one database, one adds it); False otherwise."""
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None:
+                return False
+            db.execute("INSERT INTO users VALUES (?, ?, ?, ?)", (username, password_hash, description, time.time()))
+            return True
+
     def set_password(self, username: str, password_hash: str) -> bool:
         """Change a password and end the user's tokens; False if there is no such user."""
         with self._tx() as db:
@@ -150,6 +188,12 @@ class Store:
         with self._tx() as db:
             db.execute("DELETE FROM tokens WHERE expires_at <= ?", (now,))
         return self._db.execute("SELECT token_hash, username, expires_at FROM tokens").fetchall()
+
+    def live_tokens(self, now: float) -> list[TokenRow]:
+        """The unexpired tokens (read only)."""
+        return self._db.execute(
+            "SELECT token_hash, username, expires_at FROM tokens WHERE expires_at > ?", (now,)
+        ).fetchall()
 
     def add_token(self, token_hash: str, username: str, expires_at: float) -> None:
         with self._tx() as db:

@@ -5,7 +5,9 @@ A webhook's JSON is ``WebhookConfig``, the model of a ``[[webhooks]]`` table of 
 Answers never carry a secret in clear (``redact``: ``secret``, secret headers, the URL's password);
 a ``"******"`` sent back keeps the stored value (``unredact``), so the dashboard's GET -> edit -> PUT
 round trip is safe. A change is written to the
-store first and applied to the running webhooks after it committed (``WebhookManager``).
+store first and applied to the running webhooks after it committed (``WebhookManager``), both under
+``AdminContext.lock``, then announced to the other workers (``AdminContext.changed``), which apply
+it from the shared store. Metrics, deliveries and dead letters are this worker's own.
 """
 
 from __future__ import annotations
@@ -170,14 +172,16 @@ async def list_webhooks(request: web.Request) -> web.Response:
 async def create_webhook(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     cfg = await _config_from(request, None, None)
-    if cfg.name in ctx.webhooks:
-        raise ApiError(409, "ALREADY_EXISTS", f"name: a webhook named {cfg.name!r} exists", "name")
-    times = await ctx.run(ctx.store.put_webhook, cfg.name, encode_json(cfg).decode(), True)
-    if times is None:  # stored but not running: shadowed by the config file, or invalid (see the log)
-        raise ApiError(409, "ALREADY_EXISTS", f"name: a webhook named {cfg.name!r} is stored already", "name")
-    ctx.forget(cfg.name)
-    ctx.times[cfg.name] = times
-    ctx.webhooks.add(cfg, source="api")
+    async with ctx.lock:
+        if cfg.name in ctx.webhooks:
+            raise ApiError(409, "ALREADY_EXISTS", f"name: a webhook named {cfg.name!r} exists", "name")
+        times = await ctx.run(ctx.store.put_webhook, cfg.name, encode_json(cfg).decode(), True)
+        if times is None:  # stored but not running: shadowed by the config file, or invalid (see the log)
+            raise ApiError(409, "ALREADY_EXISTS", f"name: a webhook named {cfg.name!r} is stored already", "name")
+        ctx.forget(cfg.name)
+        ctx.times[cfg.name] = times
+        ctx.webhooks.add(cfg, source="api")
+    ctx.changed()
     return json_response(_item(ctx, cfg.name), 201)
 
 
@@ -187,11 +191,13 @@ async def get_webhook(request: web.Request) -> web.Response:
 
 
 async def _replace(ctx: AdminContext, cfg: WebhookConfig) -> web.Response:
-    times = await ctx.run(ctx.store.put_webhook, cfg.name, encode_json(cfg).decode(), False)
-    if times is None or cfg.name not in ctx.webhooks:  # deleted meanwhile
-        raise not_found("webhook", cfg.name)
-    ctx.times[cfg.name] = times
-    ctx.webhooks.replace(cfg)
+    async with ctx.lock:
+        times = await ctx.run(ctx.store.put_webhook, cfg.name, encode_json(cfg).decode(), False)
+        if times is None or cfg.name not in ctx.webhooks:  # deleted meanwhile
+            raise not_found("webhook", cfg.name)
+        ctx.times[cfg.name] = times
+        ctx.webhooks.replace(cfg)
+    ctx.changed()
     return json_response(_item(ctx, cfg.name))
 
 
@@ -207,10 +213,12 @@ async def replace_webhook(request: web.Request) -> web.Response:
 async def delete_webhook(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     name = _writable(ctx, request)
-    await ctx.run(ctx.store.delete_webhook, name)
-    if name in ctx.webhooks:
-        ctx.webhooks.remove(name)
-    ctx.forget(name)
+    async with ctx.lock:
+        await ctx.run(ctx.store.delete_webhook, name)
+        if name in ctx.webhooks:
+            ctx.webhooks.remove(name)
+        ctx.forget(name)
+    ctx.changed()
     return web.Response(status=204)
 
 

@@ -14,6 +14,8 @@ touches the trie or the registry directly. What plugs in from outside, each an a
 - ``cluster`` (``broker.broker.ClusterLink``, with ``[cluster]``): told of each local filter's
   interest and each locally published message; ``route_remote`` delivers what it brings from
   other nodes. None when not clustered: the hot path then tests one attribute;
+- ``owners`` (``broker.broker.SessionOwnersLink``, with ``[cluster]``): told when a session's record
+  in the cluster may need an update (per connect and disconnect, never per message);
 - ``journal`` (``broker.journal.Journal``, with ``mqtt.durable_sessions``): what changed in the
   persistent sessions and the retained messages since it was last collected, for the store that
   writes it to disk (``mqhook.persist``); ``restore_session`` and ``restore_retained`` put back what
@@ -71,6 +73,18 @@ class ClusterLink(Protocol):
     def published(self, msg: Message) -> None: ...
 
 
+class SessionOwnersLink(Protocol):
+    """What the broker tells the cluster's session owners (``mqhook.cluster.sessions``), per CONNECT
+    and disconnect only, never per message: ``changed(client_id)`` once a session's state may need
+    the cluster's record updated (a connection left: its will fired, scheduled or dropped; the
+    session ended; a delayed will went out); ``restored(session, will, will_in)`` takes a restored
+    session's delayed will, to schedule only once the cluster confirms this node still owns it."""
+
+    def changed(self, client_id: str) -> None: ...
+
+    def restored(self, session: Session, will: Will, will_in: float) -> None: ...
+
+
 class SharedGroup:
     """One ``$share/{group}/{filter}``: its members, served round-robin."""
 
@@ -115,6 +129,7 @@ class Broker:
         self.subscription_count = 0
         self.hooks = Hooks()
         self.cluster: ClusterLink | None = None  # [cluster]: the bridge to the other nodes
+        self.owners: SessionOwnersLink | None = None  # [cluster]: one owner per client id
         self.backpressure = Backpressure()
         self.barrier = SyncBarrier()  # output waits for fsync = "always" commits (durable webhooks)
         # Connections that do not read on, by why: "backpressure" (they hold what their client sends)
@@ -246,12 +261,31 @@ class Broker:
         return found
 
     def restore_retained(self, msg: Message) -> None:
-        """Start-up (durable_sessions): put back a retained message read from disk, unjournaled."""
+        """Start-up (durable_sessions): put back a retained message read from disk, unjournaled.
+        Clustered, the cluster's copy (loaded before) is the truth: the disk's is not put back, but
+        its topic is journaled so the disk is rewritten from what the cluster holds."""
+        if self.cluster is not None:
+            if self.journal is not None:
+                self.journal.retained.add(msg.topic)
+            return
         old: Any = self.retained.get(msg.topic)
         if old is not None:
             self.retained_bytes -= len(msg.topic) + len(old.payload)
         self.retained.set(msg.topic, msg)
         self.retained_bytes += len(msg.topic) + len(msg.payload)
+
+    def apply_retained(self, topic: str, msg: Message | None) -> None:
+        """[cluster]: a change of the cluster's retained messages (this node's own included): retain
+        ``msg`` for ``topic`` within the local limits, or clear the topic (None). Journaled
+        (durable_sessions); not routed, not published again."""
+        if msg is not None:
+            self.set_retained(msg)
+            return
+        old: Any = self.retained.get(topic)
+        if old is not None and self.retained.delete(topic):
+            self.retained_bytes -= len(topic) + len(old.payload)
+            if self.journal is not None:
+                self.journal.retained.add(topic)
 
     # -- subscriptions --------------------------------------------------------
 
@@ -366,9 +400,12 @@ class Broker:
             session.awaiting_rel = set(awaiting_rel)
         session.q_tail = first_seq + len(queue)
         if will is not None:
-            session.will = will
-            session.will_at = self.clock.time() + will_in
-            session.will_timer = self.clock.call_later(max(will_in, 0.0), self.fire_will, session)
+            if self.owners is not None:  # clustered: scheduled once the cluster says the session is ours
+                self.owners.restored(session, will, will_in)
+            else:
+                session.will = will
+                session.will_at = self.clock.time() + will_in
+                session.will_timer = self.clock.call_later(max(will_in, 0.0), self.fire_will, session)
         if expires_in is not None:
             expires_in = max(expires_in, 0.0)
             session.expiry_at = self.clock.time() + expires_in
@@ -390,6 +427,8 @@ class Broker:
         elif session.expiry_interval != NEVER_EXPIRES:
             session.expiry_at = self.clock.time() + session.expiry_interval
             session.expiry_timer = self.clock.call_later(session.expiry_interval, self._expire, session)
+        if self.owners is not None:
+            self.owners.changed(session.client_id)
 
     def _expire(self, session: Session) -> None:
         session.expiry_timer = None
@@ -407,6 +446,18 @@ class Broker:
             self.fire_will(session)
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
+            if self.owners is not None:
+                self.owners.changed(session.client_id)
+
+    def drop_session(self, session: Session) -> None:
+        """[cluster]: forget a session this node no longer owns (handed to another node, or found owned
+        elsewhere): its state goes, its pending will is not published (the new owner's CONNECT
+        cancelled it [MQTT-3.1.3-9], or another node published it). Close its connection first."""
+        if session.expiry_timer is not None:
+            session.expiry_timer.cancel()
+            session.expiry_timer = None
+        self.cancel_will(session)
+        self.end_session(session)
 
     # -- wills ----------------------------------------------------------------
 
@@ -446,6 +497,8 @@ class Broker:
         username = conn.username if conn is not None else None
         msg = Message(will.topic, will.payload, will.qos, will.retain, props, session.client_id, expiry_at, username)
         self.publish(msg)
+        if self.owners is not None:
+            self.owners.changed(session.client_id)
 
     def publish(self, msg: Message) -> int:
         """Retain if asked, then route; counts (and reports) a message nobody received."""

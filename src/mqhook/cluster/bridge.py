@@ -36,6 +36,8 @@ from nats.js.api import KeyValueConfig
 from nats.js.errors import APIError, ServiceUnavailableError
 
 from mqhook.broker.message import Message
+from mqhook.cluster.retained import RetainedReplica
+from mqhook.cluster.sessions import SessionOwners
 from mqhook.cluster.subjects import encode_topic, filter_subjects, queue_name
 from mqhook.mqtt.topics import parse_shared
 
@@ -55,6 +57,9 @@ log = logging.getLogger("mqhook.cluster")
 MAX_SUBJECT = 3800
 CLOSE_TIMEOUT = 5.0  # seconds a stopping node waits for its NATS connections to drain
 BUCKET_TIMEOUT = 15.0  # seconds a starting node waits for JetStream to make its buckets
+
+CONTROL_PREFIX = "mqhook.control."  # control messages between nodes (subscribe_control, publish_control)
+_CONTROL_TASKS: set[asyncio.Task[None]] = set()  # control publishes under way (kept from the collector)
 
 # On the wire: [node, topic, payload, qos, retain, properties, sender, username, expiry_in, peerhost]
 _encoder = msgspec.msgpack.Encoder()
@@ -82,9 +87,13 @@ class ClusterBridge:
         self.js: JetStreamContext | None = None
         # The parts, in start order (each module's class; see ClusterPart).
         self.parts: list[ClusterPart] = []
+        self.sessions = SessionOwners(self)  # one owner per client id, takeover, dead nodes' wills (sessions.py)
+        self.parts.append(self.sessions)
         self.refs: dict[str, int] = {}  # full filter ($share/... included) -> local subscriptions
         self.subs: dict[str, list[Subscription]] = {}  # full filter -> its NATS subscriptions
         self.counters = {"published": 0, "received": 0, "delivered": 0, "too_long": 0, "errors": 0}
+        self.retained = RetainedReplica(self)  # retained messages in a KV bucket (cluster/retained.py)
+        self.parts.append(self.retained)
         self.nc: NatsClient | None = None
         self.qc: NatsClient | None = None
         self._ops: deque[tuple[str, Any, Any]] = deque()
@@ -94,8 +103,12 @@ class ClusterBridge:
 
     async def start(self) -> None:
         opts: dict[str, Any] = {"name": self.node, "max_reconnect_attempts": -1, "connect_timeout": 5}
-        self.nc = await nats.connect(self.nats_url, no_echo=True, **opts)
-        self.qc = await nats.connect(self.nats_url, **{**opts, "name": self.node + " shared"})
+        # "nats://a:4222,nats://b:4222": nats-py takes a list (it does not split a string); the other
+        # servers of a NATS cluster are also learnt from its INFO, so a connection whose server dies
+        # moves to another one either way; the list matters for the first connection.
+        servers = [u.strip() for u in self.nats_url.split(",") if u.strip()]
+        self.nc = await nats.connect(servers, no_echo=True, **opts)
+        self.qc = await nats.connect(servers, **{**opts, "name": self.node + " shared"})
         self.js = self.qc.jetstream()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="mqhook-cluster")
         for part in self.parts:
@@ -166,6 +179,8 @@ class ClusterBridge:
         self._queue(("i", topic_filter, None))
 
     def published(self, msg: Message) -> None:
+        if msg.retain:
+            self.retained.local(msg)
         subject = encode_topic(msg.topic)
         if len(subject) > MAX_SUBJECT:
             self.counters["too_long"] += 1
@@ -269,3 +284,32 @@ class ClusterBridge:
             counters["delivered"] += broker.route_remote(msg, topic_filter)
 
         return on_message
+
+    # -- control messages between nodes (not MQTT messages; e.g. the admin state of --workers) -----
+
+    async def subscribe_control(self, name: str, cb: Any) -> None:
+        """``cb(data: bytes)`` (on the loop) for each control message ``name`` another node publishes
+        (this node's own never come back: ``nc`` is no_echo). Subject ``mqhook.control.NAME``,
+        outside the topics' ``mqhook.m.``."""
+        assert self.nc is not None
+
+        async def on_control(m: Msg) -> None:
+            cb(m.data)
+
+        await self.nc.subscribe(CONTROL_PREFIX + name, cb=on_control)
+
+    def publish_control(self, name: str, data: bytes) -> None:
+        """Send ``data`` as control message ``name`` to every other node: best effort (a node that is
+        not connected misses it), not counted among the messages."""
+        nc = self.nc
+        if nc is None or nc.is_closed:
+            return
+        task = asyncio.get_running_loop().create_task(nc.publish(CONTROL_PREFIX + name, data))
+        _CONTROL_TASKS.add(task)
+        task.add_done_callback(self._control_done)
+
+    def _control_done(self, task: asyncio.Task[None]) -> None:
+        _CONTROL_TASKS.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.counters["errors"] += 1
+            log.warning("cluster: a control message was not sent: %s", task.exception())

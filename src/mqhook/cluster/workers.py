@@ -4,13 +4,17 @@ The supervisor runs no broker itself. It resolves the addresses the workers shar
 becomes a free port, since port 0 cannot be shared), starts a local ``nats-server`` on a free
 loopback port unless ``[cluster] nats_url`` is given, then starts N workers: ``python -m mqhook
 run`` children with the hidden ``--worker K`` flag and, for each, its node name ``NODE/wK``, its
-data directory ``DATA_DIR/wK`` and its admin address (worker 1: the configured one; the others:
-``127.0.0.1:0``). The workers bind every MQTT listener with ``SO_REUSEPORT``, so the kernel spreads
-the connections over them, and route messages to each other through NATS (``mqhook.cluster.bridge``).
+data directory ``DATA_DIR/wK`` (durable sessions, webhook spools and dead letters; the admin store,
+``DATA_DIR/mqhook.db``, is shared: ``mqhook.admin.context``) and its admin address: with a fixed
+admin port P, worker K serves P+K-1 on the same host; with port 0, each worker gets a free port,
+chosen once, so a restarted worker binds it again. The workers bind every MQTT listener with
+``SO_REUSEPORT``, so the kernel spreads the connections over them, and route messages to each other
+through NATS (``mqhook.cluster.bridge``).
 
-Once every worker printed its ``listening`` line, the supervisor prints worker 1's (the line
-``mqhook run`` always prints). It forwards SIGTERM/SIGINT to the workers, then stops nats-server;
-a worker (or the nats-server it started) that dies unexpectedly is restarted, at most
+Once every worker printed its ``listening`` line, the supervisor prints each worker's admin address
+(``workers' admin: w1=HOST:P w2=HOST:P+1 ...``, what Prometheus scrapes) and then worker 1's
+listening line (the line ``mqhook run`` always prints). It forwards SIGTERM/SIGINT to the workers,
+then stops nats-server; a worker (or the nats-server it started) that dies unexpectedly is restarted, at most
 ``MAX_RESTARTS`` times in ``RESTART_WINDOW`` seconds, after which it stops everything and exits 1.
 Every line a worker writes on stderr is passed on prefixed with ``[wK]``.
 """
@@ -24,6 +28,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -32,7 +37,7 @@ from collections import deque
 from pathlib import Path
 from types import FrameType
 
-from mqhook.config import Config, mqtt_binds, parse_bind
+from mqhook.config import Config, check_single_copy, mqtt_binds, parse_bind
 from mqhook.errors import ConfigError
 
 __all__ = ["MAX_RESTARTS", "RESTART_WINDOW", "nats_server_executable", "supervise"]
@@ -44,8 +49,17 @@ STOP_TIMEOUT = 20.0
 LISTENING_RE = re.compile(r"mqhook: listening (mqtt=.*)$")
 
 
+_OUT = threading.Lock()  # one whole line at a time on stderr: the pump threads and the supervisor's
+
+
+def _line(text: str) -> None:
+    with _OUT:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
 def _say(message: str) -> None:
-    print(f"mqhook: supervisor: {message}", file=sys.stderr, flush=True)
+    _line(f"mqhook: supervisor: {message}")
 
 
 def nats_server_executable() -> str:
@@ -122,8 +136,7 @@ class _Child:
                 self.listening = m.group(1)
                 self.ready.set()
                 line = f"worker {self.name} ready: {m.group(1)}"  # not the supervisor's "listening" line
-            sys.stderr.write(f"[{self.name}] {line}\n")
-            sys.stderr.flush()
+            _line(f"[{self.name}] {line}")
         self.ready.set()  # EOF: unblock whoever waits
 
     def alive(self) -> bool:
@@ -162,6 +175,53 @@ def _wait_port(host: str, port: int, child: _Child, timeout: float) -> bool:
     return False
 
 
+def _admin_binds(cfg: Config, workers: int) -> list[str]:
+    """Each worker's admin address: P, P+1, ... on the configured host; with port 0, free ports
+    (chosen now: a restarted worker binds its own again). One that is an MQTT port is refused."""
+    host, port = parse_bind(cfg.admin.bind, "$.admin.bind")
+    if port and port + workers - 1 > 65535:
+        raise ConfigError(
+            f"$.admin.bind: {cfg.admin.bind!r} leaves no room for --workers {workers} (worker K serves port "
+            f"{port}+K-1); expected a port up to {65536 - workers}"
+        )
+    ports = [port + k for k in range(workers)] if port else [_free_port(host) for _ in range(workers)]
+    for path, bind in mqtt_binds(cfg):
+        mport = parse_bind(bind, path)[1]
+        if port and mport in ports:
+            raise ConfigError(
+                f"$.admin.bind: {cfg.admin.bind!r} with --workers {workers} gives worker "
+                f"{ports.index(mport) + 1} the port {mport}, which {path} uses; expected admin ports "
+                f"{port}..{port + workers - 1} apart from the MQTT ports"
+            )
+    return [_join(host, p) for p in ports]
+
+
+ADMIN_DB = "mqhook.db"  # mqhook.admin.store's file (not imported: the admin layer is not below this one)
+
+
+def _move_admin_store(data_dir: Path) -> None:
+    """Before the workers shared one admin store, worker 1 had its own, ``DATA_DIR/w1/mqhook.db``:
+    copied (SQLite's backup, WAL included) to ``DATA_DIR/mqhook.db`` if that does not exist yet,
+    so the administrators, API keys and webhooks made through worker 1's API are kept."""
+    old, new = data_dir / "w1" / ADMIN_DB, data_dir / ADMIN_DB
+    if new.exists() or not old.exists():
+        return
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(new, os.O_CREAT | os.O_WRONLY, 0o600))
+        with contextlib.closing(sqlite3.connect(old)) as src, contextlib.closing(sqlite3.connect(new)) as dst:
+            src.backup(dst)
+    except (OSError, sqlite3.Error) as exc:
+        new.unlink(missing_ok=True)
+        raise ConfigError(f"$.data_dir: cannot copy the admin store {old} to {new}: {exc}") from exc
+    _say(f"the workers share one admin store now: copied {old} to {new} (the old file is left as it was)")
+
+
+def _admin_of(listening: str | None) -> str:
+    m = re.search(r"\badmin=(\S+)", listening or "")
+    return m.group(1) if m else "?"
+
+
 def _worker_argv(run_args: list[str], k: int, cfg: Config, mqtt_bind: str, admin_bind: str, nats: str) -> list[str]:
     node = f"{cfg.node}/w{k}"
     cluster_node = f"{cfg.cluster.node or cfg.node}/w{k}"
@@ -185,8 +245,9 @@ def supervise(cfg: Config, workers: int, run_args: list[str]) -> int:
     if mqtt_bind:
         host, port = parse_bind(mqtt_bind, "$.mqtt.bind")
         mqtt_bind = _join(host, port or _free_port(host))
-    ahost, aport = parse_bind(cfg.admin.bind, "$.admin.bind")
-    admin_bind = _join(ahost, aport or _free_port(ahost))  # fixed: a restarted worker 1 binds it again
+    check_single_copy(cfg, "--workers")
+    admin_binds = _admin_binds(cfg, workers)
+    _move_admin_store(Path(cfg.data_dir))
 
     children: list[_Child] = []
     nats_url = cfg.cluster.nats_url
@@ -200,8 +261,7 @@ def supervise(cfg: Config, workers: int, run_args: list[str]) -> int:
         nats_url = f"nats://127.0.0.1:{nport}"
         children.append(nats)
     for k in range(1, workers + 1):
-        admin = admin_bind if k == 1 else "127.0.0.1:0"
-        children.append(_Child(f"w{k}", _worker_argv(run_args, k, cfg, mqtt_bind, admin, nats_url), k))
+        children.append(_Child(f"w{k}", _worker_argv(run_args, k, cfg, mqtt_bind, admin_binds[k - 1], nats_url), k))
 
     stopping = threading.Event()
 
@@ -243,8 +303,10 @@ def supervise(cfg: Config, workers: int, run_args: list[str]) -> int:
             return stop_all(code or 1)
     pids = " ".join(f"{c.name}={c.proc.pid}" for c in children if c.proc is not None)
     _say(f"{workers} workers on NATS {nats_url} ({pids})")
+    admins = " ".join(f"{c.name}={_admin_of(c.listening)}" for c in children if c.index > 0)
+    _say(f"workers' admin (API, dashboard, /metrics of each worker): {admins}")
     first = next(c for c in children if c.index == 1)
-    print(f"mqhook: listening {first.listening}", file=sys.stderr, flush=True)  # the last line of the start
+    _line(f"mqhook: listening {first.listening}")  # the last line of the start
 
     restarts: deque[float] = deque()
     while not stopping.wait(0.1):
