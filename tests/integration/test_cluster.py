@@ -154,3 +154,24 @@ def test_no_interest_before_subscription(nodes, clients, uid):
     pub.publish(f"{uid}/other", b"marker-2", qos=1)
     early.wait_payload(b"marker-2")
     assert [m.payload for m in sub.received()] == [b"after"]
+
+
+def test_message_over_nats_max_payload_stays_local_and_the_bridge_goes_on(broker, nats_url, clients, uid):
+    """A message bigger than the NATS server's max_payload (1 MB) cannot cross: it is delivered on its
+    own node, counted ``too_large`` once, and the messages after it still cross."""
+    cfg = 'node = "mqhook@{n}"\n[mqtt]\nmax_packet_size = 2000000\n[cluster]\nnats_url = "{url}"\n'
+    a, b = broker(config=cfg.format(n="a", url=nats_url)), broker(config=cfg.format(n="b", url=nats_url))
+    local = clients(a, uid + "-la")
+    local.subscribe(f"{uid}/#", qos=1)
+    remote = clients(b, uid + "-rb")
+    remote.subscribe(f"{uid}/#", qos=1)
+    pub = clients(a, uid + "-p")
+    await_interest(pub, remote, f"{uid}/probe")
+    local.clear()
+    pub.publish(f"{uid}/big", b"x" * 1_100_000, qos=1)
+    pub.publish(f"{uid}/small", b"after", qos=1)
+    assert remote.wait_payload(b"after")
+    assert local.wait_payload(b"after")
+    assert [m.topic for m in remote.received()] == [f"{uid}/small"]
+    assert [m.topic for m in local.received()] == [f"{uid}/big", f"{uid}/small"]
+    assert a.stat("cluster", "counters", "bridge", "too_large") == 1

@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,9 @@ from conftest import Broker
 
 from .natsserver import NATS_SERVER, SKIP_REASON, NatsServer, start_cluster, wait_cluster
 from .pahoc import V5, V311, Client, Clients
+from .rawmqtt import RawClient
 from .test_cluster import await_interest
+from .test_cluster_sessions import expect_taken_over, persistent
 from .test_workers import _on_w1, _pids, _round_trips
 from .util import wait_until
 
@@ -265,3 +268,59 @@ def test_workers_kill_9_a_worker_under_load(broker, clients: Clients, uid):
     _round_trips(b, clients, uid, "after")
     assert b.alive()
     assert b.stop() == 0, b.stderr_text()[-3000:]
+
+
+def _raw_connect(node: Broker, client_id: str, made: list[RawClient], timeout: float, **kw) -> tuple[RawClient, Any]:
+    """A raw v5 client of ``node``, connecting again while the node answers 0x88 (its JetStream is
+    out of reach, or electing), bounded by ``timeout``; returns the client and its CONNACK."""
+    deadline = time.monotonic() + timeout
+    while True:
+        client = RawClient.to(node, version=5)
+        made.append(client)
+        ack = client.connect(client_id, **kw)
+        if ack.rc != 0x88 or time.monotonic() > deadline:
+            return client, ack
+        client.close()
+        time.sleep(0.1)
+
+
+def test_sigstop_a_nats_server_for_10s_leaves_one_owner_per_client(cluster3, uid):
+    """c's nats-server frozen for 10 s with the default node_timeout: a client of c connects again
+    on a (c cannot answer: a takes the id without its state). After SIGCONT c drops its copy of
+    that client: one owner. c's other client stays on c, unless a or b declared c dead during the
+    freeze (then its record was reaped and c drops it too); either way, its id then taken on b
+    lives on b only. c serves again once JetStream is within its reach."""
+    servers, (a, b, c) = cluster3
+    made: list[RawClient] = []
+    try:
+        moved, ack = _raw_connect(c, uid + "-moved", made, 5.0, **persistent())
+        assert ack.rc == 0
+        stayed, ack = _raw_connect(c, uid + "-stayed", made, 5.0)
+        assert ack.rc == 0
+        servers[2].stop()  # SIGSTOP c's nats-server
+        t_stop = time.monotonic()
+        try:
+            new, ack = _raw_connect(a, uid + "-moved", made, 8.0, **persistent())
+            assert ack.rc == 0 and not ack.session_present, ack
+            assert a.stat("cluster", "counters", "sessions", "takeover_no_answer") >= 1
+            time.sleep(max(0.0, FREEZE - (time.monotonic() - t_stop)))  # the fault: stopped for FREEZE seconds
+        finally:
+            servers[2].cont()
+        expect_taken_over(moved, timeout=30.0)  # c saw the newer owner (or served the late request): one owner
+        new.ping()  # the moved client lives on a
+        # c's other client: kept by c (back before anyone declared it dead), or dropped with 0x8E (a or
+        # b declared c dead and reaped its record). Either way, taking its id on b now leaves b the
+        # only owner: c lets go of it if it still had it.
+        again, ack = _raw_connect(b, uid + "-stayed", made, 30.0)
+        assert ack.rc == 0, ack
+        expect_taken_over(stayed, timeout=30.0)
+        again.ping()
+        counters = c.stats()["cluster"]["counters"]["sessions"]
+        # c let go through its watcher (fenced) or by serving a's requests that waited in the frozen
+        # server (each CONNECT attempt on a asked once; the first one closes the connection)
+        assert counters["fenced"] + counters["takeovers_served"] >= 1, counters
+        _back, ack = _raw_connect(c, uid + "-after", made, 30.0)  # c serves again
+        assert ack.rc == 0, ack
+    finally:
+        for client in made:
+            client.close()

@@ -110,7 +110,7 @@ def test_cluster_metrics_and_stats(tmp_path: Path) -> None:
     assert counts.type == "counter"
     series = {(s.labels["part"], s.labels["counter"]) for s in counts.samples if s.name.endswith("_total")}
     assert all(set(s.labels) == {"part", "counter"} for s in counts.samples)
-    bridge = {"published", "received", "delivered", "too_long", "errors"}
+    bridge = {"published", "received", "delivered", "too_long", "too_large", "errors"}
     assert {("bridge", c) for c in bridge} <= series, series
     assert [s.labels for s in up["mqhook_node_info"].samples] == [{"node": NODE}]
 

@@ -91,7 +91,7 @@ class ClusterBridge:
         self.parts.append(self.sessions)
         self.refs: dict[str, int] = {}  # full filter ($share/... included) -> local subscriptions
         self.subs: dict[str, list[Subscription]] = {}  # full filter -> its NATS subscriptions
-        self.counters = {"published": 0, "received": 0, "delivered": 0, "too_long": 0, "errors": 0}
+        self.counters = {"published": 0, "received": 0, "delivered": 0, "too_long": 0, "too_large": 0, "errors": 0}
         self.retained = RetainedReplica(self)  # retained messages in a KV bucket (cluster/retained.py)
         self.parts.append(self.retained)
         self.nc: NatsClient | None = None
@@ -100,6 +100,8 @@ class ClusterBridge:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._warned_long = False
+        self._warned_large = False
+        self.max_payload = 1 << 20  # the server's, once connected (nats-server's default: 1 MB)
 
     async def start(self) -> None:
         opts: dict[str, Any] = {"name": self.node, "max_reconnect_attempts": -1, "connect_timeout": 5}
@@ -107,9 +109,11 @@ class ClusterBridge:
         # servers of a NATS cluster are also learnt from its INFO, so a connection whose server dies
         # moves to another one either way; the list matters for the first connection.
         servers = [u.strip() for u in self.nats_url.split(",") if u.strip()]
-        self.nc = await nats.connect(servers, no_echo=True, **opts)
+        # Its subjects all come from subjects.py, valid by construction: nats-py need not check each one.
+        self.nc = await nats.connect(servers, no_echo=True, skip_subject_validation=True, **opts)
         self.qc = await nats.connect(servers, **{**opts, "name": self.node + " shared"})
         self.js = self.qc.jetstream()
+        self.max_payload = min(self.nc.max_payload, self.qc.max_payload)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="mqhook-cluster")
         for part in self.parts:
             await part.start()
@@ -205,6 +209,17 @@ class ClusterBridge:
                 msg.peerhost,
             )
         )
+        if len(body) + len(subject) > self.max_payload:
+            self.counters["too_large"] += 1
+            if not self._warned_large:
+                self._warned_large = True
+                log.warning(
+                    "cluster: a message on %r is over the NATS server's max_payload (%d bytes); not sent to "
+                    "other nodes (counted too_large; raise max_payload in nats-server's config)",
+                    msg.topic[:80],
+                    self.max_payload,
+                )
+            return
         self._queue(("p", subject, body))
 
     def _queue(self, op: tuple[str, Any, Any]) -> None:

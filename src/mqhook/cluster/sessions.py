@@ -753,11 +753,12 @@ class SessionOwners:
                 self.counters["silent_but_alive"] += 1
                 continue
             self.reaped.add(inc)
-            self.counters["dead_nodes"] += 1
             log.warning(
                 "cluster: node %s (incarnation %s) is gone; taking back its sessions", self.node_of.get(inc), inc
             )
             await self._reap(inc)
+            if inc in self.reaped:  # not put back for another round by JetStream trouble
+                self.counters["dead_nodes"] += 1
 
     async def _answers(self, inc: str) -> bool:
         """Does incarnation ``inc`` answer on core NATS? Its heartbeats go through JetStream, which

@@ -77,11 +77,14 @@ def nats_server_executable() -> str:
     )
 
 
-def _free_port(host: str) -> int:
+def _free_port(host: str, held: list[socket.socket]) -> int:
+    """A port free on ``host`` now. Its socket stays open in ``held`` until the caller has picked all
+    its ports (then closes them): a port closed at once may be handed out again by the next pick."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    s = socket.socket(family, socket.SOCK_STREAM)
+    held.append(s)
+    s.bind((host, 0))
+    return int(s.getsockname()[1])
 
 
 def _join(host: str, port: int) -> str:
@@ -175,7 +178,7 @@ def _wait_port(host: str, port: int, child: _Child, timeout: float) -> bool:
     return False
 
 
-def _admin_binds(cfg: Config, workers: int) -> list[str]:
+def _admin_binds(cfg: Config, workers: int, held: list[socket.socket]) -> list[str]:
     """Each worker's admin address: P, P+1, ... on the configured host; with port 0, free ports
     (chosen now: a restarted worker binds its own again). One that is an MQTT port is refused."""
     host, port = parse_bind(cfg.admin.bind, "$.admin.bind")
@@ -184,7 +187,7 @@ def _admin_binds(cfg: Config, workers: int) -> list[str]:
             f"$.admin.bind: {cfg.admin.bind!r} leaves no room for --workers {workers} (worker K serves port "
             f"{port}+K-1); expected a port up to {65536 - workers}"
         )
-    ports = [port + k for k in range(workers)] if port else [_free_port(host) for _ in range(workers)]
+    ports = [port + k for k in range(workers)] if port else [_free_port(host, held) for _ in range(workers)]
     for path, bind in mqtt_binds(cfg):
         mport = parse_bind(bind, path)[1]
         if port and mport in ports:
@@ -241,18 +244,23 @@ def supervise(cfg: Config, workers: int, run_args: list[str]) -> int:
     for path, bind in mqtt_binds(cfg):
         if path != "$.mqtt.bind" and parse_bind(bind, path)[1] == 0:
             raise ConfigError(f"{path}: port 0 cannot be shared by --workers; give a fixed port")
-    mqtt_bind = cfg.mqtt.bind
-    if mqtt_bind:
-        host, port = parse_bind(mqtt_bind, "$.mqtt.bind")
-        mqtt_bind = _join(host, port or _free_port(host))
     check_single_copy(cfg, "--workers")
-    admin_binds = _admin_binds(cfg, workers)
+    held: list[socket.socket] = []  # the free ports picked, held until all are picked
+    try:
+        mqtt_bind = cfg.mqtt.bind
+        if mqtt_bind:
+            host, port = parse_bind(mqtt_bind, "$.mqtt.bind")
+            mqtt_bind = _join(host, port or _free_port(host, held))
+        admin_binds = _admin_binds(cfg, workers, held)
+        nport = 0 if cfg.cluster.nats_url else _free_port("127.0.0.1", held)
+    finally:
+        for s in held:
+            s.close()
     _move_admin_store(Path(cfg.data_dir))
 
     children: list[_Child] = []
     nats_url = cfg.cluster.nats_url
     if not nats_url:
-        nport = _free_port("127.0.0.1")
         # JetStream holds the cluster's session owners and retained messages (mqhook.cluster),
         # stored in DATA_DIR/nats so a restarted nats-server keeps them.
         store = str(Path(cfg.data_dir) / "nats")
