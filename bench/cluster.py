@@ -28,23 +28,20 @@ The generator is the load-test harness's (``mqhook.loadtest.worker.Worker``, han
 3.1.1 on uvloop), driven here so that each client can connect to its own node; CPU comes from
 /proc (utime + stime) before the first publish and after the last receipt.
 
-Results: ``.venv/bin/python bench/cluster.py --json out.json`` (defaults: ``--count 100000 --rate
-10000 --fanin-count 400000 --repeat 3``), 87 s; 2 vCPU shared with other helpers' test runs (load
-average ~5), Python 3.11.7, nats-server 2.15, nats-py 2.16; medians of 3 runs per case:
+Results on a quiet machine (2 vCPU, Python 3.11.7, nats-server 2.15, nats-py 2.16), ``.venv/bin/python
+bench/cluster.py --json out.json`` (defaults: ``--count 100000 --rate 10000 --fanin-count 400000
+--repeat 3``), 73 s, medians of 3 runs per case:
 
-- [1] broker CPU per delivered message: local 13.1 us, cross 22.5 us: **ratio 1.72** (target <= 2;
-  runs 12.7-13.7 vs 21.8-23.0 us). nats-server: 5.0 us local (it still gets, and drops, every
-  message a clustered node publishes) vs 6.9 us cross; brokers + nats-server: ratio 1.62. p50
-  latency 0.22-0.34 ms local, 0.60-0.64 ms cross. Nothing lost.
-- [2] QoS 0 fan-in 4 -> 1: one process 209k msg/s out (157k-284k: the shared machine), ``--workers
-  2`` 77k (64k-78k): **ratio 0.37**. Not CPU-bound: the brokers used 0.47-0.85 cores (one process)
-  and 0.62-0.69 cores (both workers) + 0.08-0.09 (nats-server); the generator 0.04-0.13. Broker
-  CPU per message 3.0 us vs 8.0-10.8 us; the subscriber's worker spends ~6 us per message that
-  comes through NATS (w1/w2 CPU split in the run lines). The workers' p50 latency is 80-119 ms with
-  the 10000-message window (throughput ~ window / latency). Neither worker used a full core, but
-  the machine was shared (other processes had the rest), so this run cannot tell a pipeline
-  limit of the NATS path (bridge publish queue -> nats-server -> one nats-py callback per message
-  -> route_remote) from CPU starvation; rerun on a quiet machine. Nothing lost.
+- [1] broker CPU per delivered message: local 12.2 us, cross 22.8 us: **ratio 1.87** (target <= 2).
+  nats-server: 4.2 us local (it still gets, and drops, every message a clustered node publishes)
+  vs 7.4 us cross; brokers + nats-server: ratio 1.84. p50 latency 0.20 ms local, 0.59 ms cross.
+  Nothing lost.
+- [2] QoS 0 fan-in 4 -> 1: one process 341,600 msg/s out (0.99 cores, 2.9 us/msg), ``--workers 2``
+  191,900 (brokers 1.34 cores + nats-server 0.15, 7.0 us/msg): **ratio 0.56**. The subscriber's
+  worker is the bottleneck (about 1 core: half the publishers plus every message that comes
+  through NATS, ~6 us each). Nothing lost.
+
+(A first run on a machine shared with other test runs, load average ~5, gave 1.72 and 0.37.)
 """
 
 from __future__ import annotations
