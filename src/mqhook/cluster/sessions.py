@@ -66,12 +66,13 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import DeliverPolicy
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 
 from mqhook.broker.auth import Authenticator, Authn
@@ -105,6 +106,20 @@ CLOSE_WAIT = 2.0  # seconds a stopping node waits for its last record updates
 MAX_KEY = 2000  # longer encoded client ids are keyed by their hash
 _WRONG_LAST = (10071, 10164)  # JetStream: wrong last sequence (a failed CAS)
 _DEL_OPS = ("DEL", "PURGE")
+KV_OP = "KV-Operation"  # a KV entry's header: DEL or PURGE (absent: a value)
+KV_MARKER = "Nats-Marker-Reason"  # nats-server 2.11+: a marker the server placed (max age, purge, remove)
+PURGE = "PURGE"
+WATCH_HEARTBEAT = 1.0  # seconds between the buckets' consumer heartbeats
+
+
+class Entry(NamedTuple):
+    """One KV entry as the watchers hand it on."""
+
+    key: str
+    value: bytes
+    revision: int
+    operation: str | None
+
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
@@ -259,11 +274,11 @@ class SessionOwners:
         self.kv = await bridge.bucket(BUCKET, history=1)
         self.nodes = await bridge.bucket(NODES_BUCKET, history=1, ttl=NODES_TTL)
         loop = asyncio.get_running_loop()
-        self._watchers = [await self.kv.watchall(), await self.nodes.watchall()]
         synced = [asyncio.Event(), asyncio.Event()]
-        handlers = [self._on_session_entry, self._on_node_entry]
-        for watcher, handler, event in zip(self._watchers, handlers, synced, strict=True):
-            self._spawn(self._watch(watcher, handler, event))
+        self._watchers = [
+            await self._watch(BUCKET, self._on_session_entry, synced[0]),
+            await self._watch(NODES_BUCKET, self._on_node_entry, synced[1]),
+        ]
         await self._heartbeat()
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in synced)), 15.0)
         assert bridge.nc is not None
@@ -297,7 +312,7 @@ class SessionOwners:
                 await asyncio.wait_for(self.nodes.delete("n." + self.incarnation), KV_TIMEOUT)
         for watcher in self._watchers:
             with contextlib.suppress(Exception):
-                await watcher.stop()
+                await watcher.unsubscribe()
         for task in list(self._tasks):
             task.cancel()
 
@@ -547,20 +562,42 @@ class SessionOwners:
 
     # -- watching the buckets ------------------------------------------------------------------------
 
-    async def _watch(self, watcher: Any, handler: Callable[[Any], None], synced: asyncio.Event) -> None:
-        async for entry in watcher:
-            if entry is None:
-                synced.set()
-                continue
+    async def _watch(self, bucket: str, handler: Callable[[Entry], None], synced: asyncio.Event) -> Any:
+        """Every entry of ``bucket`` (the last of each key first, then each change) to ``handler``;
+        ``synced`` once the last key present at the start has come. An ordered consumer, as
+        nats-py's ``KeyValue.watchall`` makes, but with ``WATCH_HEARTBEAT``: after JetStream was
+        out of reach, nats-py makes it again once two heartbeats are missed (watchall's 5 s would
+        leave a stale owner's clients up to 10 s longer)."""
+        js = self.bridge.js
+        assert js is not None
+        prefix = f"$KV.{bucket}."
+
+        async def on_entry(m: Msg) -> None:
+            meta = m.metadata
+            headers = m.headers or {}
+            op = headers.get(KV_OP) or (PURGE if KV_MARKER in headers else None)
             try:
-                handler(entry)
+                handler(Entry(m.subject[len(prefix) :], m.data, meta.sequence.stream, op))
             except Exception:
                 self.counters["errors"] += 1
-                log.exception("cluster sessions: bad entry %r", entry.key)
-            if entry.delta == 0:
+                log.exception("cluster sessions: bad entry %r", m.subject)
+            if meta.num_pending == 0:
                 synced.set()
 
-    def _on_session_entry(self, entry: Any) -> None:
+        sub = await js.subscribe(
+            prefix + ">",
+            stream=f"KV_{bucket}",
+            cb=on_entry,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            idle_heartbeat=WATCH_HEARTBEAT,
+        )
+        info = await sub.consumer_info()
+        if info.num_pending == 0 and (info.delivered is None or not info.delivered.consumer_seq):
+            synced.set()  # an empty bucket
+        return sub
+
+    def _on_session_entry(self, entry: Entry) -> None:
         key = entry.key
         rev = entry.revision
         old = self.mirror.pop(key, None)
@@ -589,7 +626,7 @@ class SessionOwners:
         if mine is not None and rev > mine:
             self._fence(client_id)
 
-    def _on_node_entry(self, entry: Any) -> None:
+    def _on_node_entry(self, entry: Entry) -> None:
         inc = entry.key[2:]
         if entry.operation in _DEL_OPS or not entry.value:
             if inc != self.incarnation:
