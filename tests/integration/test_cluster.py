@@ -118,20 +118,22 @@ def test_shared_subscription_once_across_nodes(nodes, clients, uid):
     watcher.subscribe(f"{uid}/t/#", qos=1)
     pub = clients(a, uid + "-p")
     await_interest(pub, watcher, f"{uid}/t/probe")
-    time.sleep(0.3)  # the shared groups' NATS subscriptions were asked for before the watcher's
-    for m in [*members, other]:
-        m.clear()
     n = 40
     for i in range(n):
         pub.publish(f"{uid}/t/{i}", str(i).encode(), qos=1)
-    watcher.wait_messages(n)
-    assert wait_until(lambda: sum(len(m.received()) for m in members) >= n, timeout=5.0)
-    other.wait_messages(n)
-    time.sleep(0.3)
-    got = [m.payload for member in members for m in member.received()]
+    pub.publish(f"{uid}/t/end", b"end", qos=1)  # after all of them, from the same publisher
+
+    def numbered(c) -> list[bytes]:  # the n messages (not the probes, not the end marker)
+        return [m.payload for m in c.received() if m.topic.rsplit("/", 1)[-1].isdigit()]
+
+    watcher.wait_payload(b"end")
+    other.wait_payload(b"end")  # one subscription, one publisher: everything before it is in
+    assert wait_until(lambda: sum(len(numbered(m)) for m in members) >= n, timeout=5.0)
+    assert wait_until(lambda: any(m.payload == b"end" for member in members for m in member.received()))
+    got = [p for member in members for p in numbered(member)]
     assert sorted(got, key=int) == [str(i).encode() for i in range(n)]  # each exactly once
-    assert all(member.received() for member in members), "both nodes' members take turns"
-    assert len(other.received()) == n
+    assert all(numbered(member) for member in members), "both nodes' members take turns"
+    assert numbered(other) == [str(i).encode() for i in range(n)]
 
 
 def test_no_interest_before_subscription(nodes, clients, uid):

@@ -7,7 +7,12 @@ after the store said everything was written (``durable_unflushed`` 0 in /api/v1/
 from __future__ import annotations
 
 import signal
+import sqlite3
 import time
+from contextlib import closing
+from pathlib import Path
+
+import msgspec
 
 from .rawmqtt import (
     P_MESSAGE_EXPIRY,
@@ -35,6 +40,35 @@ def restart(broker, old, sig=signal.SIGTERM, config=DURABLE):
     if sig == signal.SIGTERM:
         assert rc == 0, old.stderr_text()
     return broker(config, data_dir=old.data_dir)
+
+
+def time_passes(data_dir: Path, seconds: float) -> None:
+    """``seconds`` go by while the broker is stopped: every absolute time in its store (they are
+    wall-clock times, the broker's clock across a restart) moves that much into the past."""
+    dec, enc = msgspec.msgpack.Decoder(), msgspec.msgpack.Encoder()
+
+    def earlier(msg: list) -> list:  # a stored message: [topic, payload, qos, retain, props, sender, expiry, ...]
+        if msg[6] is not None:
+            msg[6] -= seconds
+        return msg
+
+    with closing(sqlite3.connect(Path(data_dir) / "sessions.db")) as db, db:
+        db.execute("UPDATE sessions SET expires_at = expires_at - ? WHERE expires_at IS NOT NULL", (seconds,))
+        db.execute("UPDATE sessions SET will_at = will_at - ? WHERE will_at IS NOT NULL", (seconds,))
+        for topic, blob in db.execute("SELECT topic, msg FROM retained").fetchall():
+            db.execute("UPDATE retained SET msg = ? WHERE topic = ?", (enc.encode(earlier(dec.decode(blob))), topic))
+        for table, key in (("queue", "seq"), ("inflight", "pid")):
+            for cid, k, blob in db.execute(f"SELECT client_id, {key}, entry FROM {table}").fetchall():
+                entry = dec.decode(blob)
+                entry[0] = earlier(entry[0])
+                db.execute(
+                    f"UPDATE {table} SET entry = ? WHERE client_id = ? AND {key} = ?", (enc.encode(entry), cid, k)
+                )
+
+
+def stored_expiry(data_dir: Path, sql: str, *args: object) -> float:
+    with closing(sqlite3.connect(Path(data_dir) / "sessions.db")) as db:
+        return db.execute(sql, args).fetchone()[0]
 
 
 def flushed(b):
@@ -91,10 +125,14 @@ def test_retained_messages_survive_a_restart(broker, raw, uid):
     pub.publish(f"{uid}/b", b"B", qos=1, pid=2, retain=True)  # replaces B0
     pub.publish(f"{uid}/c", b"C", qos=1, pid=3, retain=True)
     pub.publish(f"{uid}/c", b"", qos=1, pid=4, retain=True)  # clears c
+    published = time.time()
     pub.publish(f"{uid}/x", b"X", qos=1, pid=5, retain=True, properties=[(P_MESSAGE_EXPIRY, 1)])
     pub.disconnect()
-    time.sleep(1.2)  # x expires
-    b2 = restart(broker, b)
+    assert b.stop() == 0, b.stderr_text()
+    blob = stored_expiry(b.data_dir, "SELECT msg FROM retained WHERE topic = ?", f"{uid}/x")
+    assert published < msgspec.msgpack.decode(blob)[6] < time.time() + 1  # stored as a wall-clock time
+    time_passes(b.data_dir, 2.0)  # x expires while the broker is down
+    b2 = broker(DURABLE, data_dir=b.data_dir)
     assert b2.stats()["durable_sessions"]["restored_retained"] == 2
     sub = raw(b2, version=5)
     assert sub.connect(uid + "-sub").rc == 0
@@ -183,12 +221,15 @@ def test_expired_session_does_not_come_back(broker, raw, uid):
     b = broker(DURABLE)
     c, _ = persistent(raw, b, uid, expiry=[(P_SESSION_EXPIRY, 2)])
     c.subscribe(topic, qos=1)
+    left = time.time()
     c.disconnect()
     c.wait_closed(3)
     keep, _ = persistent(raw, b, uid + "-keep")  # expiry 3600: stays
     keep.disconnect()
     b.stop()  # expiry of uid counts while the broker is down
-    time.sleep(2.2)
+    at = stored_expiry(b.data_dir, "SELECT expires_at FROM sessions WHERE client_id = ?", uid)
+    assert left + 1 < at < time.time() + 2  # stored as a wall-clock time: about left + 2
+    time_passes(b.data_dir, 3.0)
     b2 = broker(DURABLE, data_dir=b.data_dir)
     stats = b2.stats()
     assert stats["durable_sessions"]["expired_at_restore"] == 1
