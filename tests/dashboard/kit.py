@@ -102,6 +102,17 @@ class Dashboard:
         self.by("f-method").select_option(method)
         self.by("f-url").fill(url)
 
+    def fill_guarantees(self, *, durable: bool, dead_letter: bool, **values: str) -> None:
+        """Step 4, delivery guarantees: the two switches, then ``values`` by field name (``fsync`` is
+        the select, the others text inputs, e.g. ``max_event_age="2h"``)."""
+        self.by("f-durable").set_checked(durable)
+        self.by("f-dead_letter").set_checked(dead_letter)
+        for field, value in values.items():
+            if field == "fsync":
+                self.by("f-fsync").select_option(value)
+            else:
+                self.by("f-" + field).fill(value)
+
     def press_test(self) -> Locator:
         """The Test button beside the URL; returns the result box once the answer is shown."""
         self.by("test-button").click()

@@ -254,3 +254,142 @@ def test_dashboard_edit_toggle_reset_delete_and_clients(broker) -> None:
     finally:
         clients.close_all()
         rx.stop()
+
+
+DURABLE_FIELDS = (
+    "durable",
+    "fsync",
+    "fsync_interval",
+    "max_event_age",
+    "max_spool_bytes",
+    "dead_letter",
+    "max_dead_letter_bytes",
+)
+
+
+def test_dashboard_delivery_guarantees(broker) -> None:
+    """Step 4 of the form, README "Reliability": a durable webhook created through the form is
+    stored as chosen; edits of other fields keep every durable setting (also values the form
+    never set, on a webhook made over the API); a refused value is shown next to its field, also
+    while its switch is off; the webhook's page says it is durable and shows its spool counters."""
+    rx = Receiver().start()
+    try:
+        b = broker()
+        # made over the API with values the form's defaults do not have
+        api_hook = {
+            "name": "api-durable",
+            "url": rx.url("/api"),
+            "durable": True,
+            "fsync": "never",
+            "fsync_interval": "50ms",
+            "max_event_age": "90s",
+            "max_spool_bytes": "1MB",
+            "dead_letter": False,
+            "max_dead_letter_bytes": "2MB",
+        }
+        status, body = b.api("POST", "/api/v1/webhooks", api_hook)
+        assert status == 201, body
+        with chromium() as browser:
+            dash = Dashboard(browser, f"http://{b.admin_host}:{b.admin_port}")
+            dash.goto("#/webhooks")
+            dash.login(ADMIN_PASSWORD)
+
+            # -- create: durable, fsync "always", dead letters on ------------------------------------
+            dash.open_create_form()
+            expect(dash.by("f-durable")).not_to_be_checked()
+            expect(dash.by("durable-panel")).to_be_hidden()
+            expect(dash.by("dead-letter-panel")).to_be_hidden()
+            dash.fill_basics("spooled", "kept on disk")
+            dash.fill_request(rx.url("/spooled"))
+            dash.fill_guarantees(
+                durable=True, dead_letter=True, fsync="always", max_event_age="2h", max_dead_letter_bytes="16MB"
+            )
+            expect(dash.by("durable-panel")).to_be_visible()
+            expect(dash.by("dead-letter-panel")).to_be_visible()
+            expect(dash.by("fsync-hint")).to_contain_text("power loss")
+            dash.save()
+            expect(dash.by("flash")).to_contain_text('Webhook "spooled" created.')
+            status, item = b.api("GET", "/api/v1/webhooks/spooled")
+            assert status == 200, item
+            stored = {k: item["config"][k] for k in DURABLE_FIELDS}
+            assert stored == {
+                "durable": True,
+                "fsync": "always",
+                "fsync_interval": "10ms",
+                "max_event_age": "2h",
+                "max_spool_bytes": "256MB",
+                "dead_letter": True,
+                "max_dead_letter_bytes": "16MB",
+            }, stored
+            assert item["metrics"]["durable"] is True, item["metrics"]
+
+            # -- its page: durable, the settings, the spool and dead-letter counters ------------------
+            dash.row("spooled").get_by_test_id("webhook-link").click()
+            expect(dash.by("wh-durability")).to_have_text("durable")
+            expect(dash.by("setting-delivery")).to_contain_text("fsync always")
+            expect(dash.by("setting-dead-letters")).to_have_text("kept, up to 16MB")
+            expect(dash.by("spool-stats")).to_be_visible()
+            expect(dash.by("m-spool_bytes")).to_have_text("0 B")
+            expect(dash.by("m-dead_letters")).to_have_text("0")
+
+            # -- edit another field: the durable settings survive -------------------------------------
+            before = b.api("GET", "/api/v1/webhooks/spooled")[1]["config"]
+            dash.by("edit").click()
+            expect(dash.by("f-durable")).to_be_checked()
+            expect(dash.by("f-fsync")).to_have_value("always")
+            expect(dash.by("f-dead_letter")).to_be_checked()
+            expect(dash.by("f-max_event_age")).to_have_value("2h")
+            expect(dash.by("f-max_dead_letter_bytes")).to_have_value("16MB")
+            dash.by("f-description").fill("still on disk")
+            dash.save()
+            expect(dash.by("flash")).to_contain_text('Webhook "spooled" saved.')
+            after = b.api("GET", "/api/v1/webhooks/spooled")[1]["config"]
+            assert after["description"] == "still on disk", after
+            assert {**after, "description": before["description"]} == before, (before, after)
+
+            # the webhook made over the API, non-default values the form never set, round trip
+            before = b.api("GET", "/api/v1/webhooks/api-durable")[1]["config"]
+            dash.goto("#/webhooks/api-durable/edit")
+            expect(dash.by("f-fsync")).to_have_value("never")
+            expect(dash.by("f-fsync_interval")).to_have_value("50ms")
+            expect(dash.by("f-dead_letter")).not_to_be_checked()
+            dash.by("f-description").fill("touched")
+            dash.save()
+            expect(dash.by("flash")).to_contain_text('Webhook "api-durable" saved.')
+            after = b.api("GET", "/api/v1/webhooks/api-durable")[1]["config"]
+            assert {**after, "description": before["description"]} == before, (before, after)
+            assert after["description"] == "touched" and after["durable"] is True, after
+
+            # -- a bad size: the API's error next to its field, nothing saved -------------------------
+            dash.goto("#/webhooks/spooled/edit")
+            expect(dash.by("f-durable")).to_be_checked()
+            dash.by("f-max_spool_bytes").fill("lots")
+            dash.save()
+            expect(dash.by("error-max_spool_bytes")).to_be_visible()
+            expect(dash.by("error-max_spool_bytes")).to_contain_text("'lots' is invalid")
+            expect(dash.by("f-max_spool_bytes")).to_have_class(re.compile(r"\binvalid\b"))
+            expect(dash.by("form-summary")).to_contain_text("Not saved")
+            assert b.api("GET", "/api/v1/webhooks/spooled")[1]["config"]["max_spool_bytes"] == "256MB"
+
+            # the same value with Durable switched off: still sent, still refused, its field shown
+            dash.by("f-durable").uncheck()
+            expect(dash.by("durable-panel")).to_be_hidden()
+            dash.save()
+            expect(dash.by("durable-panel")).to_be_visible()
+            expect(dash.by("error-max_spool_bytes")).to_contain_text("'lots' is invalid")
+            assert b.api("GET", "/api/v1/webhooks/spooled")[1]["config"]["durable"] is True
+
+            # fixed and saved with Durable off: a memory webhook that keeps the other settings
+            dash.by("f-max_spool_bytes").fill("256MB")
+            dash.save()
+            expect(dash.by("flash")).to_contain_text('Webhook "spooled" saved.')
+            cfg = b.api("GET", "/api/v1/webhooks/spooled")[1]["config"]
+            assert cfg["durable"] is False and cfg["fsync"] == "always" and cfg["dead_letter"] is True, cfg
+            dash.row("spooled").get_by_test_id("webhook-link").click()
+            expect(dash.by("wh-durability")).to_have_text("memory")
+            expect(dash.by("setting-delivery")).to_have_text("memory (at most once)")
+            expect(dash.by("spool-stats")).to_be_visible()  # dead letters are still kept
+            assert not dash.errors, dash.errors
+            dash.close()
+    finally:
+        rx.stop()

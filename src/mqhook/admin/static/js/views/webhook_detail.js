@@ -1,4 +1,5 @@
-// One webhook: its settings in brief, its metrics (Reset) and its deliveries log, live.
+// One webhook: its settings in brief (durable or memory, dead letters), its metrics (Reset; the
+// spool and dead-letter counters when it keeps either) and its deliveries log, live.
 
 import * as api from "../api.js";
 import {
@@ -132,6 +133,22 @@ export async function webhookDetailView(ctx, name) {
   const resetAt = h("span", { class: "muted small", id: "m-reset_at" });
   const lastError = h("div", { class: "last-error", id: "m-last_error", dataset: { testid: "m-last_error" }, hidden: true });
   const droppedDetail = h("div", { class: "muted small", id: "m-dropped-detail" });
+  // README "Reliability": the counters a durable webhook or one with dead letters adds.
+  const spoolStats = h(
+    "div",
+    { id: "spool-stats", class: "spool-stats", dataset: { testid: "spool-stats" }, hidden: true },
+    h("div", { class: "sub-title" }, "Spool and dead letters"),
+    h(
+      "div",
+      { class: "stats compact cols3" },
+      metric("Spool bytes", "spool_bytes", "events on disk not yet delivered or given up"),
+      metric("Corrupt records", "spool_corrupt", "torn or damaged records skipped at start-up"),
+      metric("Dead-letter refused", "dead_letter_refused", "dead letters refused: max dead-letter size reached"),
+      metric("Dead-lettered", "dead_lettered", "events given up and kept as dead letters"),
+      metric("Dead letters kept", "dead_letters", "in dead.log now"),
+      metric("Dead-letter bytes", "dead_letter_bytes"),
+    ),
+  );
   const { table: dtable, tbody: dbody } = table(DELIVERY_COLS, { id: "deliveries-table", class: "grid dense", dataset: { testid: "deliveries-table" } });
   const dcount = h("span", { class: "muted small", id: "deliveries-count" });
 
@@ -165,6 +182,7 @@ export async function webhookDetailView(ctx, name) {
           metric("Saturated", "saturated", "backpressure pausing publishers"),
         ),
         droppedDetail,
+        spoolStats,
         lastError,
       ),
       h("section", { class: "card" }, h("div", { class: "card-head" }, h("h2", null, "Settings")), settings),
@@ -178,7 +196,17 @@ export async function webhookDetailView(ctx, name) {
   );
 
   function renderHead() {
-    replace(status, statusBadge(item.status));
+    const durable = item.config.durable === true;
+    replace(
+      status,
+      statusBadge(item.status),
+      " ",
+      h(
+        "span",
+        { class: "badge " + (durable ? "info" : "off"), id: "wh-durability", dataset: { testid: "wh-durability" }, title: durable ? "at least once: events spooled on disk" : "at most once: events in memory" },
+        durable ? "durable" : "memory",
+      ),
+    );
     toggle.checked = !!item.config.enable;
     renderSettings(item.config);
   }
@@ -195,11 +223,18 @@ export async function webhookDetailView(ctx, name) {
       ["Batch", `${c.batch_size ?? 1} per request, linger ${c.batch_time ?? "0ms"}`],
       ["Retries", `${c.max_retries ?? 2}, backoff ${c.retry_backoff ?? "1s"} … ${c.retry_backoff_max ?? "30s"}`],
       ["Queue", `${fmtInt(c.max_queued_events)} events / ${c.max_buffer_bytes}, ${c.overflow}`],
+      [
+        "Delivery",
+        c.durable
+          ? `durable (at least once): spool up to ${c.max_spool_bytes}, fsync ${c.fsync}${c.fsync === "interval" ? ` every ${c.fsync_interval}` : ""}, retried until ${c.max_event_age} old`
+          : "memory (at most once)",
+      ],
+      ["Dead letters", c.dead_letter ? `kept, up to ${c.max_dead_letter_bytes}` : "off"],
       ["Signed", c.secret ? "yes" : "no"],
       ["Source", item.read_only ? "config file (read-only)" : "API"],
       ["Changed", item.created_at ? `created ${fmtTime(item.created_at)}` + (item.updated_at && item.updated_at !== item.created_at ? `, updated ${fmtTime(item.updated_at)}` : "") : "–"],
     ];
-    replace(settings, rows.map(([k, v]) => [h("dt", null, k), h("dd", { dataset: { testid: "setting-" + k.toLowerCase() } }, String(v))]));
+    replace(settings, rows.map(([k, v]) => [h("dt", null, k), h("dd", { dataset: { testid: "setting-" + k.toLowerCase().replace(/\s+/g, "-") } }, String(v))]));
   }
 
   const setM = (id, text, tone) => {
@@ -224,6 +259,13 @@ export async function webhookDetailView(ctx, name) {
     setM("queuing_bytes", fmtBytes(m.queuing_bytes));
     setM("inflight", `${fmtInt(m.inflight)} (${fmtInt(m.inflight_events)} ev)`);
     setM("saturated", m.saturated ? "yes" : "no", m.saturated ? "warn" : null);
+    spoolStats.hidden = !(m.durable || item.config.durable || item.config.dead_letter);
+    setM("spool_bytes", fmtBytes(m.spool_bytes));
+    setM("spool_corrupt", fmtInt(m.spool_corrupt), m.spool_corrupt ? "warn" : null);
+    setM("dead_letter_refused", fmtInt(m.dead_letter_refused), m.dead_letter_refused ? "bad" : null);
+    setM("dead_lettered", fmtInt(m.dead_lettered), m.dead_lettered ? "warn" : null);
+    setM("dead_letters", fmtInt(m.dead_letters));
+    setM("dead_letter_bytes", fmtBytes(m.dead_letter_bytes));
     const reasons = Object.entries(m.dropped || {}).filter(([, n]) => n);
     replace(droppedDetail, reasons.length ? "Dropped: " + reasons.map(([r, n]) => `${r} ${fmtInt(n)}`).join(", ") : "");
     replace(resetAt, m.reset_at ? `since ${fmtTime(m.reset_at)}` : "");

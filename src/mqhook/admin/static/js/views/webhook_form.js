@@ -1,5 +1,6 @@
 // Create / Edit a webhook, in the steps of EMQX's Dashboard (Integration -> Webhook -> Create):
-// 1 name and note, 2 trigger, 3 method + URL (with Test), headers and body, 4 advanced settings.
+// 1 name and note, 2 trigger, 3 method + URL (with Test), headers and body, then mqhook's own
+// 4 delivery guarantees (durable spool, dead letters: README "Reliability"), 5 advanced settings.
 // Save: POST /api/v1/webhooks or PUT /api/v1/webhooks/{name}. A 400's `field` is shown next to
 // the input it names, plus a summary line.
 
@@ -68,7 +69,23 @@ const ADVANCED = [
     ["secret", "Signing secret", "secret", "", "HMAC-SHA256, Standard Webhooks headers; whsec_… or any string"],
   ]],
 ];
-const ADVANCED_FIELDS = new Map(ADVANCED.flatMap(([, fields]) => fields.map((f) => [f[0], f])));
+
+// Step 4, README "Reliability": what each fsync mode promises once an event is acknowledged.
+const FSYNC_HINTS = {
+  interval: "Group commit every fsync interval, in a worker thread. A crash of mqhook (SIGKILL, OOM) loses nothing acknowledged; a power loss or kernel crash up to one interval of acknowledged events.",
+  always: "PUBACKs/PUBRECs leave only after their events are synced: neither a crash of mqhook nor a power loss loses anything acknowledged. The slowest.",
+  never: "The kernel writes the spool back when it likes. A crash of mqhook loses nothing acknowledged; a power loss what the kernel had not written (typically up to 30 s).",
+};
+// Shown while Durable is on (same tuple as ADVANCED).
+const DURABLE = [
+  ["fsync", "Sync to disk", "select:interval,always,never", "interval", ""],
+  ["fsync_interval", "Fsync interval", "duration", "10ms", "the group commit's period (fsync \"interval\")"],
+  ["max_event_age", "Max event age", "duration", "24h", "retriable failures are retried until an event is this old, then given up (expired); Max retries is for memory webhooks"],
+  ["max_spool_bytes", "Max spool size", "size", "256MB", "events in the spool, queued or in flight (also its memory bound); beyond, the queue's overflow policy applies"],
+];
+// Shown while Dead letters is on.
+const DEAD_LETTER = [["max_dead_letter_bytes", "Max dead-letter size", "size", "64MB", "beyond, new dead letters are refused (counted dead_letter_refused)"]];
+const ADVANCED_FIELDS = new Map([...ADVANCED.flatMap(([, fields]) => fields), ...DURABLE, ...DEAD_LETTER].map((f) => [f[0], f]));
 
 const METHODS = ["post", "put", "get", "delete"];
 
@@ -193,7 +210,7 @@ export async function webhookFormView(ctx, editName) {
   const advanced = h(
     "details",
     { class: "step", id: "advanced", dataset: { testid: "advanced" } },
-    h("summary", { class: "step-title" }, h("span", { class: "step-no" }, "4"), "Advanced settings", h("span", { class: "muted small" }, " pool, timeouts, retries, batching, queue, signing")),
+    h("summary", { class: "step-title" }, h("span", { class: "step-no" }, "5"), "Advanced settings", h("span", { class: "muted small" }, " pool, timeouts, retries, batching, queue, signing")),
     h(
       "div",
       { class: "step-body adv-grid" },
@@ -211,6 +228,28 @@ export async function webhookFormView(ctx, editName) {
       ),
     ),
   );
+
+  // Delivery guarantees
+  const guar = new Map(); // field -> control, like adv
+  const guarRow = ([field, label, kind, def, hintText]) => {
+    const control = advControl(field, kind, def);
+    guar.set(field, control);
+    return row(label, "f-" + field, control, field, hintText);
+  };
+  const durableInput = h("input", { id: "f-durable", type: "checkbox", class: "switch", dataset: { testid: "f-durable" } });
+  const deadInput = h("input", { id: "f-dead_letter", type: "checkbox", class: "switch", dataset: { testid: "f-dead_letter" } });
+  const durablePanel = h("div", { class: "sub-panel", id: "durable-panel", dataset: { testid: "durable-panel" }, hidden: true }, DURABLE.map(guarRow));
+  const deadPanel = h("div", { class: "sub-panel", id: "dead-letter-panel", dataset: { testid: "dead-letter-panel" }, hidden: true }, DEAD_LETTER.map(guarRow));
+  const fsyncHint = h("div", { class: "hint", id: "fsync-hint", dataset: { testid: "fsync-hint" }, "aria-live": "polite" });
+  guar.get("fsync").after(fsyncHint);
+  const syncGuarantees = () => {
+    durablePanel.hidden = !durableInput.checked;
+    deadPanel.hidden = !deadInput.checked;
+    replace(fsyncHint, FSYNC_HINTS[guar.get("fsync").value] || "");
+  };
+  durableInput.addEventListener("change", syncGuarantees);
+  deadInput.addEventListener("change", syncGuarantees);
+  guar.get("fsync").addEventListener("change", syncGuarantees);
 
   const summary = h("div", { id: "form-summary", class: "form-summary", dataset: { testid: "form-summary" }, role: "alert", hidden: true });
   const saveButton = h("button", { type: "submit", class: "btn primary", id: "save-button", dataset: { testid: "save-button" }, disabled: readOnly }, editing ? "Save changes" : "Save");
@@ -256,6 +295,26 @@ export async function webhookFormView(ctx, editName) {
       ),
       row("Body template", "f-body", bodyInput, "body", "Empty sends the event JSON. ${field} inserts raw, ${json:field} JSON-encoded, ${.} the whole event."),
     ),
+    step(
+      "4",
+      ["Delivery guarantees", h("span", { class: "muted small" }, " durable spool, dead letters")],
+      row(
+        "Durable (spool to disk)",
+        "f-durable",
+        durableInput,
+        "durable",
+        "Off: events wait in memory, at most once (lost when mqhook stops or crashes). On: at least once across receiver outages, crashes and restarts: each event is written to data_dir/spool/NAME/ before its PUBACK and kept until a 2xx or a final failure.",
+      ),
+      durablePanel,
+      row(
+        "Dead letters",
+        "f-dead_letter",
+        deadInput,
+        "dead_letter",
+        "Events given up (failed, retries exhausted, expired) are kept in data_dir/spool/NAME/dead.log, to list, replay or purge (REST API, mqhook deadletters). Durable or not.",
+      ),
+      deadPanel,
+    ),
     advanced,
     summary,
     h(
@@ -276,6 +335,7 @@ export async function webhookFormView(ctx, editName) {
   // -- fill ------------------------------------------------------------------------------------
   if (loaded) fill(loaded);
   else addHeaderRow("content-type", "application/json");
+  syncGuarantees();
   if (readOnly) form.querySelectorAll("input, select, textarea, #add-header, .header-row button, #test-button").forEach((el) => (el.disabled = true));
   (editing ? descInput : nameInput).focus();
 
@@ -302,7 +362,9 @@ export async function webhookFormView(ctx, editName) {
     urlInput.value = cfg.url || "";
     for (const [k, v] of Object.entries(cfg.headers || {})) addHeaderRow(k, String(v));
     bodyInput.value = typeof cfg.body === "string" ? cfg.body : "";
-    for (const [field, control] of adv) {
+    durableInput.checked = cfg.durable === true;
+    deadInput.checked = cfg.dead_letter === true;
+    for (const [field, control] of [...adv, ...guar]) {
       const v = cfg[field];
       if (v === undefined || v === null) continue;
       control.value = Array.isArray(v) ? v.join(", ") : String(v);
@@ -336,7 +398,10 @@ export async function webhookFormView(ctx, editName) {
     body.headers = headers;
     if (bodyInput.value.trim() === "") delete body.body;
     else body.body = bodyInput.value;
-    for (const [field, control] of adv) {
+    // the guarantees' values are sent while their switch is off too (what was stored stays)
+    body.durable = durableInput.checked;
+    body.dead_letter = deadInput.checked;
+    for (const [field, control] of [...adv, ...guar]) {
       const [, , kind] = ADVANCED_FIELDS.get(field);
       const raw = control.value.trim();
       if (raw === "") {
@@ -415,6 +480,15 @@ export async function webhookFormView(ctx, editName) {
       showSlot(document.getElementById("err-" + (base === "method" ? "url" : base)), message);
       markInvalid(direct[base]);
       return direct[base];
+    }
+    const toggles = { durable: durableInput, dead_letter: deadInput };
+    if (guar.has(base) || toggles[base]) {
+      const control = guar.get(base) || toggles[base];
+      // a value refused while its switch is off is still shown (the switch stays as it is)
+      for (const panel of [durablePanel, deadPanel]) if (panel.contains(control)) panel.hidden = false;
+      showSlot(document.getElementById("err-" + base), message);
+      markInvalid(control);
+      return control;
     }
     if (adv.has(base)) {
       advanced.open = true;
