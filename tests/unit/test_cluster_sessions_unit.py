@@ -11,7 +11,8 @@ import pytest
 
 pytest.importorskip("nats")
 
-from mqhook.cluster.sessions import SessionOwners, client_key, key_client, will_message
+from mqhook.cluster.records import client_key, key_client, will_message
+from mqhook.cluster.sessions import SessionOwners
 from mqhook.mqtt import packets as P
 
 from .brokerkit import Client, make_broker
@@ -38,7 +39,7 @@ def test_a_very_long_client_id_is_hashed() -> None:
 
 
 def test_will_message_drops_the_delay_and_keeps_user_properties() -> None:
-    from mqhook.cluster.sessions import encode_will
+    from mqhook.cluster.records import encode_will
 
     will = P.Will("w/t", b"bye", 1, True, {"Will-Delay-Interval": 5, "User-Property": [("k", "v")]})
     msg = will_message("cid", encode_will(will, "user"), 100.0)

@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -76,13 +75,19 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 
 from mqhook.broker.auth import Authenticator, Authn
-from mqhook.broker.connect import NEVER_EXPIRES
 from mqhook.broker.connection import AWAIT_CONNECT
-from mqhook.broker.message import Message, SubOptions
-from mqhook.cluster.subjects import decode_level, encode_level
+from mqhook.cluster.records import (
+    alive_subject,
+    client_key,
+    control_subject,
+    encode_will,
+    export_session,
+    imported_session,
+    key_client,
+    will_message,
+)
 from mqhook.mqtt import reason as R
 from mqhook.mqtt.packets import Will
-from mqhook.persist.store import decode_entry, encode_entry, wall_offset
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -103,7 +108,6 @@ KV_TIMEOUT = 2.0  # seconds for one KV operation before NATS counts as unreachab
 MAX_CLAIM_TRIES = 5
 NODES_TTL = 300.0  # seconds the node bucket keeps a heartbeat (the same for every node: one bucket config)
 CLOSE_WAIT = 2.0  # seconds a stopping node waits for its last record updates
-MAX_KEY = 2000  # longer encoded client ids are keyed by their hash
 _WRONG_LAST = (10071, 10164)  # JetStream: wrong last sequence (a failed CAS)
 _DEL_OPS = ("DEL", "PURGE")
 KV_OP = "KV-Operation"  # a KV entry's header: DEL or PURGE (absent: a value)
@@ -125,27 +129,6 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
 
 
-def client_key(client_id: str) -> str:
-    """The KV key of a client id: injective, a valid key for any id."""
-    token = encode_level(client_id)
-    if len(token) <= MAX_KEY:
-        return "c." + token
-    return "h." + hashlib.sha256(client_id.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def key_client(key: str) -> str | None:
-    """The client id of a ``c.`` key (None for a hashed one)."""
-    return decode_level(key[2:]) if key.startswith("c.") else None
-
-
-def control_subject(node: str) -> str:
-    return f"mqhook.ctl.{encode_level(node)}.takeover"
-
-
-def alive_subject(node: str) -> str:
-    return f"mqhook.ctl.{encode_level(node)}.alive"
-
-
 class Refused(Exception):
     def __init__(self, code: int, text: str) -> None:
         super().__init__(text)
@@ -154,34 +137,6 @@ class Refused(Exception):
 
 def _wrong_last(exc: BaseException) -> bool:
     return isinstance(exc, KeyWrongLastSequenceError) or (isinstance(exc, APIError) and exc.err_code in _WRONG_LAST)
-
-
-def encode_will(will: Will, username: str | None) -> bytes:
-    return _encode([will.topic, will.payload, will.qos, will.retain, will.properties, username])
-
-
-def will_message(client_id: str, blob: bytes, now: float) -> Message:
-    """The message of a stored will, as ``Broker.fire_will`` makes it."""
-    topic, payload, qos, retain, props, username = _decode(blob)
-    props = {k: v for k, v in props.items() if k != "Will-Delay-Interval"}
-    if "User-Property" in props:
-        props["User-Property"] = [tuple(p) for p in props["User-Property"]]
-    expiry = props.get("Message-Expiry-Interval")
-    return Message(topic, payload, qos, retain, props, client_id, None if expiry is None else now + expiry, username)
-
-
-def export_session(session: Session, clock_now: float) -> list[Any]:
-    """The state a takeover hands to the new owner (times as wall clock)."""
-    offset = wall_offset(clock_now)
-    subs = [
-        [o.topic_filter, o.qos, o.no_local, o.rap, o.retain_handling, o.sub_id] for o in session.subscriptions.values()
-    ]
-    queue = [encode_entry(m, q, r, s, offset) for m, q, r, s in session.queue or ()]
-    inflight = [
-        [pid, out.state, encode_entry(out.msg, out.qos, out.retain, out.sub_id, offset)]
-        for pid, out in session.inflight.items()
-    ]
-    return [session.expiry_interval, subs, queue, inflight, sorted(session.awaiting_rel)]
 
 
 class OwnerAuthenticator(Authenticator):
@@ -472,22 +427,11 @@ class SessionOwners:
         return node if isinstance(node, str) else None
 
     def _import(self, client_id: str, state: list[Any]) -> None:
-        expiry, subs, queue, inflight, awaiting = state
         broker = self.broker
         old = broker.sessions.get(client_id)
         if old is not None:
             self._drop_local(client_id, old)
-        offset = wall_offset(broker.clock.time())
-        broker.restore_session(
-            client_id,
-            expiry,
-            None if expiry == NEVER_EXPIRES else float(expiry),
-            [SubOptions(*s) for s in subs],
-            [decode_entry(b, offset) for b in queue],
-            0,
-            {pid: (*decode_entry(b, offset), st) for pid, st, b in inflight},
-            list(awaiting),
-        )
+        broker.restore_session(client_id, *imported_session(state, broker.clock.time()))
         self.counters["sessions_transferred"] += 1
 
     # -- the owner's side of a takeover -------------------------------------------------------------
